@@ -33,6 +33,9 @@ type Config struct {
 	Metrics    Metrics    `yaml:"metrics"`
 	Log        Log        `yaml:"log"`
 	Shutdown   Shutdown   `yaml:"shutdown"`
+
+	// root is the decoded file, for the lines of validation errors.
+	root *yaml.Node
 }
 
 // Source says which audit log to follow and where to keep the cursors.
@@ -104,10 +107,12 @@ type Sink struct {
 	// Retry defaults: 100ms to 30s.
 	Retry Retry `yaml:"retry"`
 
-	// file is the configuration file, line the line of this entry, and
-	// node the entry's whole mapping (for Decode and Errorf).
+	// file is the configuration file, line the line of this entry, key
+	// its path ("sinks[1]") and node the entry's whole mapping (for Decode
+	// and Errorf).
 	file string
 	line int
+	key  string
 	node *yaml.Node
 }
 
