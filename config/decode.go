@@ -23,9 +23,11 @@ var (
 	sinkType        = reflect.TypeFor[Sink]()
 )
 
-// decode stores n into v (settable), naming key in every error. A null
-// node leaves v as it is, so that values filled in beforehand are defaults.
-func (d *decoder) decode(n *yaml.Node, key string, v reflect.Value) error {
+// decode stores n into v (settable), naming key in every error and
+// placing a wrong value at line (that of its key: a mapping value's own
+// line is that of its first key). A null node leaves v as it is, so that
+// values filled in beforehand are defaults.
+func (d *decoder) decode(n *yaml.Node, key string, line int, v reflect.Value) error {
 	if n.Kind == yaml.AliasNode {
 		n = n.Alias
 	}
@@ -40,26 +42,26 @@ func (d *decoder) decode(n *yaml.Node, key string, v reflect.Value) error {
 		if e, ok := errors.AsType[*Error](err); ok {
 			return e
 		}
-		return errorf(d.file, n.Line, key, "%s", err.Error())
+		return errorf(d.file, line, key, "%s", err.Error())
 	}
 	if v.Type() == sinkType {
-		return d.sink(n, key, v.Addr().Interface().(*Sink))
+		return d.sink(n, key, line, v.Addr().Interface().(*Sink))
 	}
 	switch v.Kind() {
 	case reflect.Struct:
-		return d.structure(n, key, v, nil, nil)
+		return d.structure(n, key, line, v, nil, nil)
 	case reflect.Pointer:
 		if v.IsNil() {
 			v.Set(reflect.New(v.Type().Elem()))
 		}
-		return d.decode(n, key, v.Elem())
+		return d.decode(n, key, line, v.Elem())
 	case reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
-			return d.mismatch(n, key, "a list (lines starting with '- ', or [a, b])")
+			return d.mismatch(n, key, line, "a list (lines starting with '- ', or [a, b])")
 		}
 		s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
 		for i, c := range n.Content {
-			if err := d.decode(c, fmt.Sprintf("%s[%d]", key, i), s.Index(i)); err != nil {
+			if err := d.decode(c, fmt.Sprintf("%s[%d]", key, i), c.Line, s.Index(i)); err != nil {
 				return err
 			}
 		}
@@ -67,7 +69,7 @@ func (d *decoder) decode(n *yaml.Node, key string, v reflect.Value) error {
 		return nil
 	case reflect.Map:
 		if n.Kind != yaml.MappingNode || v.Type().Key().Kind() != reflect.String {
-			return d.mismatch(n, key, "a mapping (key: value lines)")
+			return d.mismatch(n, key, line, "a mapping (key: value lines)")
 		}
 		m := reflect.MakeMapWithSize(v.Type(), len(n.Content)/2)
 		for i := 0; i < len(n.Content); i += 2 {
@@ -76,7 +78,7 @@ func (d *decoder) decode(n *yaml.Node, key string, v reflect.Value) error {
 				return errorf(d.file, k.Line, join(key, k.Value), "the key appears twice; keep one")
 			}
 			e := reflect.New(v.Type().Elem()).Elem()
-			if err := d.decode(val, join(key, k.Value), e); err != nil {
+			if err := d.decode(val, join(key, k.Value), k.Line, e); err != nil {
 				return err
 			}
 			m.SetMapIndex(reflect.ValueOf(k.Value).Convert(v.Type().Key()), e)
@@ -86,42 +88,42 @@ func (d *decoder) decode(n *yaml.Node, key string, v reflect.Value) error {
 	case reflect.Interface:
 		var x any
 		if err := n.Decode(&x); err != nil {
-			return errorf(d.file, n.Line, key, "%v", err)
+			return errorf(d.file, line, key, "%v", err)
 		}
 		v.Set(reflect.ValueOf(x))
 		return nil
 	}
 	if n.Kind != yaml.ScalarNode {
-		return d.mismatch(n, key, kindName(v.Kind()))
+		return d.mismatch(n, key, line, kindName(v.Kind()))
 	}
 	switch v.Kind() {
 	case reflect.String:
 		v.SetString(n.Value)
 	case reflect.Bool:
 		if n.ShortTag() != "!!bool" {
-			return d.mismatch(n, key, "true or false")
+			return d.mismatch(n, key, line, "true or false")
 		}
 		v.SetBool(n.Value == "true" || n.Value == "True" || n.Value == "TRUE")
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
 		i, err := strconv.ParseInt(n.Value, 0, v.Type().Bits())
 		if n.ShortTag() != "!!int" || err != nil {
-			return d.mismatch(n, key, "a whole number such as 1000")
+			return d.mismatch(n, key, line, "a whole number such as 1000")
 		}
 		v.SetInt(i)
 	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
 		u, err := strconv.ParseUint(n.Value, 0, v.Type().Bits())
 		if n.ShortTag() != "!!int" || err != nil {
-			return d.mismatch(n, key, "a whole number such as 1000")
+			return d.mismatch(n, key, line, "a whole number such as 1000")
 		}
 		v.SetUint(u)
 	case reflect.Float32, reflect.Float64:
 		f, err := strconv.ParseFloat(n.Value, v.Type().Bits())
 		if (n.ShortTag() != "!!float" && n.ShortTag() != "!!int") || err != nil {
-			return d.mismatch(n, key, "a number such as 0.5")
+			return d.mismatch(n, key, line, "a number such as 0.5")
 		}
 		v.SetFloat(f)
 	default:
-		return errorf(d.file, n.Line, key, "cannot be decoded into a Go %s; this is a bug in audit-shipper", v.Type())
+		return errorf(d.file, line, key, "cannot be decoded into a Go %s; this is a bug in audit-shipper", v.Type())
 	}
 	return nil
 }
@@ -130,9 +132,9 @@ func (d *decoder) decode(n *yaml.Node, key string, v reflect.Value) error {
 // returns true are left alone: a sink entry's keys are split between the
 // common Sink fields and the sink type's own struct. alsoValid lists the
 // skipped keys a user may write here, for the unknown-key message.
-func (d *decoder) structure(n *yaml.Node, key string, v reflect.Value, skip func(string) bool, alsoValid []string) error {
+func (d *decoder) structure(n *yaml.Node, key string, line int, v reflect.Value, skip func(string) bool, alsoValid []string) error {
 	if n.Kind != yaml.MappingNode {
-		return d.mismatch(n, key, "a mapping (key: value lines)")
+		return d.mismatch(n, key, line, "a mapping (key: value lines)")
 	}
 	fields := fieldsOf(v.Type())
 	seen := make(map[string]int, len(n.Content)/2)
@@ -149,7 +151,7 @@ func (d *decoder) structure(n *yaml.Node, key string, v reflect.Value, skip func
 		if !ok {
 			return d.unknown(k, key, v.Type(), alsoValid)
 		}
-		if err := d.decode(val, join(key, k.Value), v.FieldByIndex(idx)); err != nil {
+		if err := d.decode(val, join(key, k.Value), k.Line, v.FieldByIndex(idx)); err != nil {
 			return err
 		}
 	}
@@ -171,8 +173,8 @@ func (d *decoder) unknown(k *yaml.Node, key string, t reflect.Type, alsoValid []
 	return errorf(d.file, k.Line, join(key, k.Value), "unknown key; valid keys here: %s", strings.Join(valid, ", "))
 }
 
-func (d *decoder) mismatch(n *yaml.Node, key, want string) *Error {
-	return errorf(d.file, n.Line, key, "found %s, expected %s", describe(n), want)
+func (d *decoder) mismatch(n *yaml.Node, key string, line int, want string) *Error {
+	return errorf(d.file, line, key, "found %s, expected %s", describe(n), want)
 }
 
 // fieldsOf maps yaml key names to field indexes, following yaml tags the

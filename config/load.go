@@ -117,7 +117,7 @@ func parse(file string, data []byte) (*Config, error) {
 		return nil, err
 	}
 	d := decoder{file: file}
-	if err := d.decode(root, "", reflect.ValueOf(&c).Elem()); err != nil {
+	if err := d.decode(root, "", root.Line, reflect.ValueOf(&c).Elem()); err != nil {
 		return nil, err
 	}
 	for i := range c.Sinks {
@@ -156,7 +156,7 @@ func (c *Config) Validate() error {
 		{"source.sync_interval", s.SyncInterval > 0, "must be more than 0; 1s is a good value"},
 		{"dead_letter.path", c.DeadLetter.Path != "", "is empty; give a file in a directory that survives restarts, such as /var/lib/audit-shipper/dead-letter.ndjson"},
 		{"buffer.max_inflight_bytes", c.Buffer.MaxInflightBytes > 0, "must be more than 0, such as 32MiB"},
-		{"buffer.max_inflight_bytes", c.Buffer.MaxInflightBytes >= s.MaxLineBytes, fmt.Sprintf("(%v) is less than source.max_line_bytes (%v): one long line would stall the reader; raise it or lower max_line_bytes", c.Buffer.MaxInflightBytes, s.MaxLineBytes)},
+		{"buffer.max_inflight_bytes", c.Buffer.MaxInflightBytes >= s.MaxLineBytes, fmt.Sprintf("%v is less than source.max_line_bytes (%v), so one long line would stall the reader; raise it or lower max_line_bytes", c.Buffer.MaxInflightBytes, s.MaxLineBytes)},
 		{"shutdown.timeout", c.Shutdown.Timeout > 0, "must be more than 0; 20s is a good value"},
 	}
 	for _, ch := range checks {
@@ -222,10 +222,10 @@ func (c *Config) validateSinks() error {
 			{"batch.max_bytes", s.Batch.MaxBytes > 0, "must be more than 0, such as 1MiB"},
 			{"batch.max_wait", s.Batch.MaxWait > 0, "must be more than 0, such as 1s"},
 			{"max_inflight_bytes", s.MaxInflightBytes > 0, "must be more than 0, such as 32MiB; remove the key to use buffer.max_inflight_bytes"},
-			{"batch.max_bytes", s.Batch.MaxBytes <= s.MaxInflightBytes, fmt.Sprintf("(%v) is more than this sink's max_inflight_bytes (%v), so a batch could never fill; lower batch.max_bytes or raise max_inflight_bytes", s.Batch.MaxBytes, s.MaxInflightBytes)},
+			{"batch.max_bytes", s.Batch.MaxBytes <= s.MaxInflightBytes, fmt.Sprintf("%v is more than this sink's max_inflight_bytes (%v), so a batch could never fill; lower batch.max_bytes or raise max_inflight_bytes", s.Batch.MaxBytes, s.MaxInflightBytes)},
 			{"max_requests_in_flight", s.MaxRequestsInFlight > 0, "must be at least 1; 2 keeps one batch filling while one is sent"},
 			{"retry.min_backoff", s.Retry.MinBackoff > 0, "must be more than 0, such as 100ms"},
-			{"retry.max_backoff", s.Retry.MaxBackoff >= s.Retry.MinBackoff, fmt.Sprintf("(%v) is less than retry.min_backoff (%v); raise it, 30s is a good value", s.Retry.MaxBackoff, s.Retry.MinBackoff)},
+			{"retry.max_backoff", s.Retry.MaxBackoff >= s.Retry.MinBackoff, fmt.Sprintf("%v is less than retry.min_backoff (%v); raise it, 30s is a good value", s.Retry.MaxBackoff, s.Retry.MinBackoff)},
 		}
 		for _, ch := range checks {
 			if !ch.ok {

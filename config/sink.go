@@ -26,13 +26,13 @@ func isCommon(k string) bool { return slices.Contains(commonKeys, k) }
 
 // sink decodes the common keys of one sinks entry and keeps the node for
 // the sink type's own Decode.
-func (d *decoder) sink(n *yaml.Node, key string, s *Sink) error {
+func (d *decoder) sink(n *yaml.Node, key string, line int, s *Sink) error {
 	if n.Kind != yaml.MappingNode {
-		return d.mismatch(n, key, "a mapping with at least name and type")
+		return d.mismatch(n, key, line, "a mapping with at least name and type")
 	}
 	*s = sinkDefaults()
-	s.file, s.line, s.key, s.node = d.file, n.Line, key, n
-	return d.structure(n, key, reflect.ValueOf(s).Elem(), func(k string) bool { return !isCommon(k) }, nil)
+	s.file, s.line, s.key, s.node = d.file, line, key, n
+	return d.structure(n, key, line, reflect.ValueOf(s).Elem(), func(k string) bool { return !isCommon(k) }, nil)
 }
 
 // Decode decodes the keys of this sink entry that are not common keys
@@ -52,7 +52,7 @@ func (s *Sink) Decode(dst any) error {
 		return nil // built in Go, not from a file: nothing of the type's own
 	}
 	d := decoder{file: s.file}
-	return d.structure(s.node, s.key, v.Elem(), isCommon, commonKeys)
+	return d.structure(s.node, s.key, s.line, v.Elem(), isCommon, commonKeys)
 }
 
 // Errorf returns an *Error positioned at key, a key of this sink entry in
@@ -77,7 +77,7 @@ func (s *Sink) ResolveSecret(key, value, file string) (string, error) {
 	}
 	b, err := os.ReadFile(file)
 	if err != nil {
-		return "", s.Errorf(fileKey, "cannot read the secret: %v; check the path and that the shipper's user may read it", err)
+		return "", s.Errorf(fileKey, "cannot read %q: %v; check the path, and that the shipper's user may read the file", file, unwrapPath(err))
 	}
 	secret := strings.TrimRight(string(b), "\r\n")
 	if secret == "" {
