@@ -1,0 +1,322 @@
+package loki
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unsafe"
+
+	"github.com/golang/snappy"
+	"github.com/grafana/loki/pkg/push"
+
+	"github.com/audit-shipper/audit-shipper/parse"
+	"github.com/audit-shipper/audit-shipper/sinks"
+)
+
+// maxLabelSets bounds an encoder's cache of rendered label sets. The guard
+// keeps label fields to a handful of values each, so this is only reached
+// if events carry nonsense in them; the cache is then simply rebuilt.
+const maxLabelSets = 4096
+
+// maxKeptBuffer is the largest scratch buffer an encoder keeps for the next
+// batch; a batch of unusually long lines does not pin its memory forever.
+const maxKeptBuffer = 16 << 20
+
+// labelSet is one stream's labels, rendered once for protobuf and kept as
+// pairs for JSON.
+type labelSet struct {
+	text  string // {job="kubernetes-audit", node="n1", stage="ResponseComplete"}
+	pairs []push.LabelAdapter
+}
+
+// encoder turns a batch of records into a push request body. It reuses its
+// parser and buffers from batch to batch; one goroutine uses it at a time
+// (the sink pools them).
+type encoder struct {
+	set    *settings
+	parser parse.Parser
+
+	streams []push.Stream
+	labels  []*labelSet          // labels[i] belongs to streams[i]
+	index   map[string]int       // label key -> index in streams, for this batch
+	cache   map[string]*labelSet // label key -> labels, across batches
+	key     []byte
+
+	// values holds copies of the field values of this batch, and meta the
+	// structured metadata of every entry; entries hold views into both.
+	// When append moves them, earlier views keep the old array alive, and
+	// nothing is written to it again until the next batch.
+	values []byte
+	meta   []push.LabelAdapter
+
+	proto []byte
+	// jsonSize is the size of the last JSON body, to size the next one.
+	jsonSize int
+}
+
+func newEncoder(set *settings) *encoder {
+	return &encoder{set: set, index: map[string]int{}, cache: map[string]*labelSet{}}
+}
+
+// reset forgets the batch once its body is built. It also clears the
+// entries, so that the encoder, waiting in its pool, does not keep the
+// shipper's lines alive.
+func (e *encoder) reset() {
+	for i := range e.streams {
+		clear(e.streams[i].Entries)
+		e.streams[i].Entries = e.streams[i].Entries[:0]
+	}
+	e.streams = e.streams[:0]
+	e.labels = e.labels[:0]
+	clear(e.index)
+	e.values = e.values[:0]
+	clear(e.meta)
+	e.meta = e.meta[:0]
+}
+
+// oversized reports whether the encoder holds more memory than is worth
+// keeping for the next batch.
+func (e *encoder) oversized() bool {
+	return cap(e.proto) > maxKeptBuffer || cap(e.values) > maxKeptBuffer
+}
+
+// encode builds the request body for recs. Records whose line cannot be
+// parsed are left out of the request and returned as permanent item errors.
+// The body and the count of entries in it stay valid after the next encode.
+//
+// The entries' lines are views of recs[i].Line, so encode and the use of
+// its body must both happen before Send returns.
+func (e *encoder) encode(recs []sinks.Record) (body []byte, entries int, bad sinks.ItemErrors) {
+	defer e.reset()
+	needParse := len(e.set.labelFields)+len(e.set.metaFields) > 0
+	var ev *parse.Event
+	for i := range recs {
+		r := &recs[i]
+		if needParse {
+			var err error
+			if ev, err = e.parser.Parse(r.Line); err != nil {
+				bad = append(bad, sinks.ItemError{Index: i, Err: sinks.Permanent("invalid_event",
+					fmt.Errorf("cannot read the event's fields for its Loki labels (auditID %q): %w", r.AuditID, err))})
+				continue
+			}
+		}
+		si := e.stream(ev)
+		start := len(e.meta)
+		for _, f := range e.set.metaFields {
+			from := len(e.values)
+			e.values = f.value(e.values, ev)
+			if len(e.values) == from {
+				continue // absent: Loki has no use for an empty value
+			}
+			e.meta = append(e.meta, push.LabelAdapter{Name: f.name, Value: view(e.values[from:])})
+		}
+		var meta push.LabelsAdapter
+		if len(e.meta) > start {
+			meta = e.meta[start:len(e.meta):len(e.meta)]
+		}
+		e.streams[si].Entries = append(e.streams[si].Entries, push.Entry{
+			Timestamp:          e.timestamp(r),
+			Line:               view(r.Line),
+			StructuredMetadata: meta,
+		})
+		entries++
+	}
+	if entries == 0 {
+		return nil, 0, bad
+	}
+	// Loki wants each stream's entries in time order. Lines come in file
+	// order, which is stageTimestamp order; requestReceivedTimestamp, or a
+	// clock step on the apiserver, can disagree.
+	for i := range e.streams {
+		en := e.streams[i].Entries
+		if !slices.IsSortedFunc(en, byTime) {
+			slices.SortStableFunc(en, byTime)
+		}
+	}
+	if e.set.json {
+		return e.appendJSON(), entries, bad
+	}
+	return e.protobuf(), entries, bad
+}
+
+func byTime(a, b push.Entry) int { return a.Timestamp.Compare(b.Timestamp) }
+
+// timestamp is the entry's time: stageTimestamp, or requestReceivedTimestamp
+// when configured, each falling back to the other when absent.
+func (e *encoder) timestamp(r *sinks.Record) time.Time {
+	first, second := r.StageTime, r.ReceivedTime
+	if e.set.received {
+		first, second = second, first
+	}
+	if first.IsZero() {
+		return second
+	}
+	return first
+}
+
+// stream returns the index of the stream ev belongs to in this batch,
+// adding the stream when it is the batch's first event of it.
+func (e *encoder) stream(ev *parse.Event) int {
+	e.key = e.key[:0]
+	for _, f := range e.set.labelFields {
+		e.key = f.value(e.key, ev)
+		e.key = append(e.key, 0xff) // not in UTF-8, so it cannot be part of a value
+	}
+	if i, ok := e.index[string(e.key)]; ok {
+		return i
+	}
+	ls, ok := e.cache[string(e.key)]
+	if !ok {
+		if len(e.cache) >= maxLabelSets {
+			clear(e.cache)
+		}
+		ls = e.labelSet()
+		e.cache[string(e.key)] = ls
+	}
+	i := len(e.streams)
+	e.index[string(e.key)] = i
+	if i < cap(e.streams) {
+		e.streams = e.streams[:i+1]
+	} else {
+		e.streams = append(e.streams, push.Stream{})
+	}
+	e.streams[i].Labels = ls.text
+	e.labels = append(e.labels, ls)
+	return i
+}
+
+// labelSet renders the labels of the stream whose key is in e.key: the
+// static labels and the label fields, sorted by name as Loki keeps them.
+// Label fields without a value are left out, as Loki would.
+func (e *encoder) labelSet() *labelSet {
+	pairs := make([]push.LabelAdapter, 0, len(e.set.staticLabels)+len(e.set.labelFields))
+	for k, v := range e.set.staticLabels {
+		pairs = append(pairs, push.LabelAdapter{Name: k, Value: v})
+	}
+	rest := e.key
+	for _, f := range e.set.labelFields {
+		end := slices.Index(rest, 0xff)
+		if end > 0 {
+			pairs = append(pairs, push.LabelAdapter{Name: f.name, Value: string(rest[:end])})
+		}
+		rest = rest[end+1:]
+	}
+	slices.SortFunc(pairs, func(a, b push.LabelAdapter) int { return strings.Compare(a.Name, b.Name) })
+	var b strings.Builder
+	b.WriteByte('{')
+	for i, p := range pairs {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(p.Name)
+		b.WriteByte('=')
+		b.WriteString(strconv.Quote(p.Value))
+	}
+	b.WriteByte('}')
+	return &labelSet{text: b.String(), pairs: pairs}
+}
+
+// protobuf marshals the streams as a PushRequest and compresses it with
+// snappy (block format), as Loki's push API expects.
+func (e *encoder) protobuf() []byte {
+	req := push.PushRequest{Streams: e.streams}
+	n := req.Size()
+	e.proto = slices.Grow(e.proto[:0], n)[:n]
+	if _, err := req.MarshalToSizedBuffer(e.proto); err != nil {
+		// Only a buffer of the wrong size fails, and it was sized by Size.
+		panic(fmt.Sprintf("loki: marshalling a push request into %d bytes: %v", n, err))
+	}
+	// A fresh buffer: the transport may still read the body after Send
+	// returns (a server that answers before reading it all), so it is never
+	// reused.
+	return snappy.Encode(nil, e.proto)
+}
+
+// appendJSON writes the streams in the JSON form of the push API:
+// {"streams":[{"stream":{labels},"values":[["<ns>","<line>",{metadata}]]}]}.
+func (e *encoder) appendJSON() []byte {
+	b := make([]byte, 0, e.jsonSize)
+	b = append(b, `{"streams":[`...)
+	for i := range e.streams {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"stream":`...)
+		b = appendJSONObject(b, e.labels[i].pairs)
+		b = append(b, `,"values":[`...)
+		for j, en := range e.streams[i].Entries {
+			if j > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, `["`...)
+			b = strconv.AppendInt(b, en.Timestamp.UnixNano(), 10)
+			b = append(b, `",`...)
+			b = appendJSONString(b, en.Line)
+			if len(en.StructuredMetadata) > 0 {
+				b = append(b, ',')
+				b = appendJSONObject(b, en.StructuredMetadata)
+			}
+			b = append(b, ']')
+		}
+		b = append(b, "]}"...)
+	}
+	b = append(b, "]}"...)
+	e.jsonSize = len(b)
+	return b
+}
+
+func appendJSONObject(b []byte, pairs []push.LabelAdapter) []byte {
+	b = append(b, '{')
+	for i, p := range pairs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, p.Name)
+		b = append(b, ':')
+		b = appendJSONString(b, p.Value)
+	}
+	return append(b, '}')
+}
+
+// appendJSONString appends s as a JSON string. Unlike encoding/json it
+// leaves <, > and & alone and never rewrites bytes, so the line Loki stores
+// is the line the shipper read (invalid UTF-8 never reaches here: the
+// parser refuses it).
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' {
+			continue
+		}
+		b = append(b, s[start:i]...)
+		switch c {
+		case '"', '\\':
+			b = append(b, '\\', c)
+		case '\n':
+			b = append(b, '\\', 'n')
+		case '\r':
+			b = append(b, '\\', 'r')
+		case '\t':
+			b = append(b, '\\', 't')
+		default:
+			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		}
+		start = i + 1
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
+
+// view is b as a string without a copy. The encoder uses it for lines and
+// field values that stay untouched until the request body is built.
+func view(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
+}
