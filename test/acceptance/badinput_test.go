@@ -2,12 +2,16 @@ package acceptance
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
 	"testing"
 	"time"
+	"unicode/utf8"
+
+	"github.com/audit-shipper/audit-shipper/corpus"
 )
 
 // badLine is one line of the bad-input file: a valid event (reason "") or
@@ -20,14 +24,20 @@ type badLine struct {
 
 // badInput makes one round of the file: valid events around each kind of
 // bad line.
-func badInput(src eventSource) []badLine {
+func badInput(src *corpus.Generator) []badLine {
 	ev := func() []byte { return src.Next(nil) }
 	valid := func() badLine { return badLine{line: ev()} }
+	// A 20 MiB event: a read (no bodies) given a ConfigMap request body.
 	huge := ev()
+	for bytes.Contains(huge, []byte(`"requestObject"`)) {
+		huge = ev()
+	}
 	huge = append(huge[:len(huge)-1], `,"requestObject":{"kind":"ConfigMap","apiVersion":"v1","data":{"blob":"`...)
 	huge = append(huge, bytes.Repeat([]byte("0123456789abcdef"), 20*megabyte/16)...)
 	huge = append(huge, `"}}}`...)
-	notUTF8 := bytes.Replace(ev(), []byte(`"requestURI":"/api/v1/`), []byte("\"requestURI\":\"/api/v1/\xff\xfe\xc0\xaf/"), 1)
+	// Every event has a requestURI; an overlong encoding of '/' and two
+	// bytes that never occur in UTF-8 go in front of it.
+	notUTF8 := bytes.Replace(ev(), []byte(`"requestURI":"`), []byte("\"requestURI\":\"\xff\xfe\xc0\xaf"), 1)
 	return []badLine{
 		valid(), valid(),
 		{line: ev()[:150], reason: "truncated"},
@@ -91,6 +101,9 @@ func TestBadInput(t *testing.T) {
 	wantReasons := map[string]int{"empty": 0, "invalid_utf8": 0, "truncated": 0, "invalid_json": 0, "not_audit_event": 0, "too_long": 0}
 	badCount := 0
 	for _, l := range all {
+		if !isBad(l) {
+			t.Fatalf("harness: the line made for %q is not one: %.80q", l.reason, l.line)
+		}
 		if l.reason == "" {
 			id, err := eventKey(l.line)
 			if err != nil {
@@ -130,6 +143,27 @@ func TestBadInput(t *testing.T) {
 	if tl.firstMisorder >= 0 {
 		t.Errorf("valid events arrived out of file order: %s", tl.misorder)
 	}
+}
+
+// isBad reports whether l is what its reason says.
+func isBad(l badLine) bool {
+	switch l.reason {
+	case "":
+		_, err := eventKey(l.line)
+		return err == nil
+	case "empty":
+		return len(l.line) == 0
+	case "invalid_utf8":
+		return !utf8.Valid(l.line)
+	case "truncated", "invalid_json":
+		return utf8.Valid(l.line) && !json.Valid(l.line)
+	case "not_audit_event":
+		_, err := eventKey(l.line)
+		return json.Valid(l.line) && err != nil
+	case "too_long":
+		return len(l.line) > 4*megabyte
+	}
+	return false
 }
 
 // checkDeadLetters matches the dead-letter records with the bad lines by

@@ -14,7 +14,7 @@ func TestDownAcrossRotations(t *testing.T) {
 	// A small in-flight bound keeps the shipper from reading the whole
 	// burst into memory before the stop.
 	set := defaults
-	set.maxInflightBytes, set.maxLineBytes = "256KiB", "256KiB"
+	set.maxInflightBytes, set.maxLineBytes = "1MiB", "1MiB"
 	s := newShipper(t, set)
 	alog := newAuditLog(s.logDir(), 1000, false, 4)
 	out := newOutput(s.outPath())

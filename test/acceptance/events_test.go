@@ -1,71 +1,52 @@
 package acceptance
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"gopkg.in/natefinch/lumberjack.v2"
+
+	"github.com/audit-shipper/audit-shipper/corpus"
 )
 
-// eventSource makes audit Event lines (without the newline), each with an
-// auditID never made before.
-type eventSource interface {
-	Next(dst []byte) []byte
+func newEvents(seed int64) *corpus.Generator {
+	return corpus.New(corpus.Options{Seed: seed})
 }
 
-func newEvents(seed uint64) eventSource {
-	return &events{rng: rand.New(rand.NewPCG(seed, 0x5eed))}
-}
+var auditIDKey = []byte(`"auditID":"`)
 
-// events makes lines of the shape kube-apiserver writes at level Metadata.
-type events struct {
-	rng *rand.Rand
-	n   uint64
-}
-
-var (
-	verbs     = []string{"get", "list", "watch", "create", "update", "patch", "delete"}
-	resources = []string{"pods", "configmaps", "leases", "nodes", "services", "endpointslices", "deployments"}
-	users     = []string{"system:kube-controller-manager", "system:kube-scheduler", "system:serviceaccount:kube-system:coredns", "system:node:server-0", "admin"}
-)
-
-func (e *events) Next(dst []byte) []byte {
-	e.n++
-	r := e.rng
-	now := time.Now().UTC()
-	verb, res := verbs[r.IntN(len(verbs))], resources[r.IntN(len(resources))]
-	ns := fmt.Sprintf("ns-%d", r.IntN(40))
-	return fmt.Appendf(dst, `{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"%08x-%04x-4%03x-8%03x-%012x","stage":"ResponseComplete",`+
-		`"requestURI":"/api/v1/namespaces/%s/%s?limit=%d","verb":"%s","user":{"username":"%s","groups":["system:authenticated"]},`+
-		`"sourceIPs":["10.42.%d.%d"],"userAgent":"kube-controller-manager/v1.31.4+rke2r1 (linux/amd64) kubernetes/%07x",`+
-		`"objectRef":{"resource":"%s","namespace":"%s","name":"obj-%d","apiVersion":"v1"},"responseStatus":{"metadata":{},"code":200},`+
-		`"requestReceivedTimestamp":"%s","stageTimestamp":"%s","annotations":{"authorization.k8s.io/decision":"allow","authorization.k8s.io/reason":"RBAC: allowed by ClusterRoleBinding \"system:%s\""}}`,
-		r.Uint32(), r.Uint32()&0xffff, r.Uint32()&0xfff, r.Uint32()&0xfff, e.n,
-		ns, res, r.IntN(1000), verb, users[r.IntN(len(users))],
-		r.IntN(256), r.IntN(256), r.Uint32()&0xfffffff,
-		res, ns, r.IntN(100000),
-		now.Add(-time.Duration(r.IntN(5000))*time.Microsecond).Format(time.RFC3339Nano), now.Format(time.RFC3339Nano), res)
+// auditID returns the auditID of an audit Event line written in
+// kube-apiserver's key order, where the event's own auditID comes before
+// any nested object. It does not check that the line is whole.
+func auditID(line []byte) (string, bool) {
+	i := bytes.Index(line, auditIDKey)
+	if i < 0 {
+		return "", false
+	}
+	rest := line[i+len(auditIDKey):]
+	j := bytes.IndexByte(rest, '"')
+	if j <= 0 {
+		return "", false
+	}
+	return string(rest[:j]), true
 }
 
 // eventKey returns the auditID of a whole audit Event line, or an error for
 // anything else (a torn fragment, another JSON value).
 func eventKey(line []byte) (string, error) {
-	var ev struct {
-		Kind    string `json:"kind"`
-		AuditID string `json:"auditID"`
+	if !json.Valid(line) {
+		return "", errors.New("not a whole JSON value")
 	}
-	if err := json.Unmarshal(line, &ev); err != nil {
-		return "", err
-	}
-	if ev.Kind != "Event" || ev.AuditID == "" {
+	id, ok := auditID(line)
+	if !ok || !bytes.HasPrefix(line, []byte(`{"kind":"Event",`)) {
 		return "", errors.New("not an audit event")
 	}
-	return ev.AuditID, nil
+	return id, nil
 }
 
 // auditLog writes events the way kube-apiserver does: one Write per line
@@ -73,7 +54,7 @@ func eventKey(line []byte) (string, error) {
 // order they were written.
 type auditLog struct {
 	lj  *lumberjack.Logger
-	src eventSource
+	src *corpus.Generator
 	buf []byte
 
 	// size mirrors lumberjack's count of the live file so that rotations
@@ -89,7 +70,7 @@ type auditLog struct {
 
 const megabyte = 1024 * 1024
 
-func newAuditLog(dir string, maxBackups int, compress bool, seed uint64) *auditLog {
+func newAuditLog(dir string, maxBackups int, compress bool, seed int64) *auditLog {
 	return &auditLog{
 		lj: &lumberjack.Logger{
 			Filename:   filepath.Join(dir, "audit.log"),
@@ -105,12 +86,12 @@ func newAuditLog(dir string, maxBackups int, compress bool, seed uint64) *auditL
 // write appends one event.
 func (l *auditLog) write() error {
 	l.buf = l.src.Next(l.buf[:0])
-	id, err := eventKey(l.buf)
-	if err != nil {
-		return fmt.Errorf("the event source made a line that is not an audit event (%v): %.200s", err, l.buf)
+	id, ok := auditID(l.buf)
+	if !ok {
+		return fmt.Errorf("the corpus made a line without an auditID: %.200s", l.buf)
 	}
 	if l.seen[id] {
-		return fmt.Errorf("the event source repeated auditID %s", id)
+		return fmt.Errorf("the corpus repeated auditID %s", id)
 	}
 	l.seen[id] = true
 	l.buf = append(l.buf, '\n')
@@ -167,9 +148,32 @@ func (l *auditLog) writeBytes(n int64) error {
 	return nil
 }
 
+// close closes the live file and waits until lumberjack's background
+// goroutine has finished: every backup compressed (with Compress) and at
+// most MaxBackups kept.
 func (l *auditLog) close(t *testing.T) {
 	t.Helper()
 	if err := l.lj.Close(); err != nil {
 		t.Errorf("closing the audit log writer: %v", err)
+	}
+	dir := filepath.Dir(l.lj.Filename)
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		plain, err := filepath.Glob(filepath.Join(dir, "audit-*.log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		gz, err := filepath.Glob(filepath.Join(dir, "audit-*.log.gz"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if (!l.lj.Compress || len(plain) == 0) && len(plain)+len(gz) <= l.lj.MaxBackups {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("lumberjack has not settled after 2 minutes: %d plain and %d compressed backups (MaxBackups %d, Compress %v)",
+				len(plain), len(gz), l.lj.MaxBackups, l.lj.Compress)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

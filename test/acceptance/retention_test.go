@@ -25,7 +25,7 @@ func TestRetentionRace(t *testing.T) {
 	// A small in-flight bound keeps the shipper from reading everything
 	// into memory before the stop, which it would then flush.
 	set := defaults
-	set.maxInflightBytes, set.maxLineBytes = "256KiB", "256KiB"
+	set.maxInflightBytes, set.maxLineBytes = "1MiB", "1MiB"
 	s := newShipper(t, set)
 	alog := newAuditLog(s.logDir(), 2, false, 2)
 	out := newOutput(s.outPath())
