@@ -115,7 +115,7 @@ func TestBadInput(t *testing.T) {
 		wantReasons[l.reason]++
 		badCount++
 	}
-	tl := out.waitDelivered(t, validIDs, time.Minute)
+	out.waitDelivered(t, validIDs, time.Minute)
 	s.waitMetric("audit_shipper_dead_letters_total", 10*time.Second, func(v float64) bool { return v == float64(badCount) }, fmt.Sprint(badCount))
 	m := s.mustScrape()
 	for reason, want := range wantReasons {
@@ -132,11 +132,11 @@ func TestBadInput(t *testing.T) {
 	elapsed := time.Since(begin)
 	s.stop()
 	out.poll(t)
-	tl = out.tally(validIDs)
+	tl := out.tally(validIDs)
 	dls := readDeadLetters(t, s.deadLetter())
 	checkDeadLetters(t, all, dls, path)
 
-	summary(t, tl, len(dls), elapsed, fmt.Sprintf("bad_lines=%d by_reason=%v", badCount, sortedCounts(wantReasons)))
+	summary(t, s, tl, len(dls), elapsed, fmt.Sprintf("bad_lines=%d by_reason=%v", badCount, sortedCounts(wantReasons)))
 	if tl.lost != 0 || tl.duplicates != 0 || tl.unexpected != 0 || tl.torn != 0 {
 		t.Errorf("valid events: lost %d (first %v), duplicates %d, unexpected %d, torn %d %v", tl.lost, tl.missing, tl.duplicates, tl.unexpected, tl.torn, out.tornSample)
 	}

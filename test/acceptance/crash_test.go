@@ -60,15 +60,15 @@ func TestCrash(t *testing.T) {
 	}
 	alog.close(t)
 	s.waitUp()
-	tl := out.waitDelivered(t, alog.ids, 3*time.Minute)
+	out.waitDelivered(t, alog.ids, 3*time.Minute)
 	elapsed := time.Since(begin)
 	s.stop()
 	sizes.stop()
 	out.poll(t)
-	tl = out.tally(alog.ids)
+	tl := out.tally(alog.ids)
 	dls := readDeadLetters(t, s.deadLetter())
 
-	summary(t, tl, len(dls), elapsed, fmt.Sprintf("kills=%d seed=%d duplicate_bytes=%d replay_bound_bytes=%d rotations=%d first_misorder=%d",
+	summary(t, s, tl, len(dls), elapsed, fmt.Sprintf("kills=%d seed=%d duplicate_bytes=%d replay_bound_bytes=%d rotations=%d first_misorder=%d",
 		kills, runSeed, out.dupBytes, replayBound, alog.rotations, tl.firstMisorder))
 	if tl.lost != 0 || tl.unexpected != 0 {
 		t.Errorf("lost %d events (first %v), unexpected %d", tl.lost, tl.missing, tl.unexpected)

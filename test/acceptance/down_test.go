@@ -37,14 +37,14 @@ func TestDownAcrossRotations(t *testing.T) {
 	}
 	alog.close(t)
 	s.start()
-	tl := out.waitDelivered(t, alog.ids, 2*time.Minute)
+	out.waitDelivered(t, alog.ids, 2*time.Minute)
 	elapsed := time.Since(begin)
 	s.stop()
 	out.poll(t)
-	tl = out.tally(alog.ids)
+	tl := out.tally(alog.ids)
 	dls := readDeadLetters(t, s.deadLetter())
 
-	summary(t, tl, len(dls), elapsed, fmt.Sprintf("rotations=%d rotations_while_down=%d delivered_before_stop=%d first_misorder=%d",
+	summary(t, s, tl, len(dls), elapsed, fmt.Sprintf("rotations=%d rotations_while_down=%d delivered_before_stop=%d first_misorder=%d",
 		alog.rotations, rotationsWhileDown, atStop.delivered, tl.firstMisorder))
 	if tl.lost != 0 || tl.unexpected != 0 || tl.torn != 0 {
 		t.Errorf("lost %d (first %v), unexpected %d, torn %d %v", tl.lost, tl.missing, tl.unexpected, tl.torn, out.tornSample)

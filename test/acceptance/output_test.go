@@ -147,32 +147,34 @@ func (o *output) tally(written []string) tally {
 	return tl
 }
 
-// waitDelivered polls the output until every auditID of want has arrived
-// or the deadline passes.
-func (o *output) waitDelivered(t *testing.T, want []string, timeout time.Duration) tally {
+// waitDelivered polls the output until every auditID of want has arrived,
+// or fails the test when the deadline passes.
+func (o *output) waitDelivered(t *testing.T, want []string, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
 		o.poll(t)
 		tl := o.tally(want)
 		if tl.lost == 0 {
-			return tl
+			return
 		}
 		if time.Now().After(deadline) {
 			t.Errorf("after %s, %d of %d events have not arrived (first missing: %v); delivered %d, duplicates %d, torn %d",
 				timeout, tl.lost, tl.written, tl.missing, tl.delivered, tl.duplicates, tl.torn)
-			return tl
+			return
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
 }
 
-// summary prints a test's figures to the test log and, when the log is
-// not shown (no -v), to stdout.
-func summary(t *testing.T, tl tally, deadLettered int, elapsed time.Duration, extra string) {
+// summary prints a test's figures, and how many errors and warnings the
+// shipper logged, to the test log and, when the log is not shown (no -v),
+// to stdout.
+func summary(t *testing.T, s *shipper, tl tally, deadLettered int, elapsed time.Duration, extra string) {
 	t.Helper()
-	line := fmt.Sprintf("written=%d delivered=%d duplicates=%d lost=%d torn=%d dead_lettered=%d elapsed=%s",
-		tl.written, tl.delivered, tl.duplicates, tl.lost, tl.torn, deadLettered, elapsed.Round(time.Millisecond))
+	line := fmt.Sprintf("written=%d delivered=%d duplicates=%d lost=%d torn=%d dead_lettered=%d elapsed=%s log_errors=%d log_warnings=%d",
+		tl.written, tl.delivered, tl.duplicates, tl.lost, tl.torn, deadLettered, elapsed.Round(time.Millisecond),
+		s.countLevel("ERROR"), s.countLevel("WARN"))
 	if extra != "" {
 		line += " " + extra
 	}

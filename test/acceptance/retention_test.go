@@ -91,12 +91,12 @@ func TestRetentionRace(t *testing.T) {
 
 	s.start()
 	s.waitUp()
-	tl := out.waitDelivered(t, onDiskIDs, 2*time.Minute)
+	out.waitDelivered(t, onDiskIDs, 2*time.Minute)
 	lost := s.waitMetric("audit_shipper_lost_bytes_total", 10*time.Second, func(v float64) bool { return v == float64(wantTotal) }, fmt.Sprint(wantTotal))
 	elapsed := time.Since(begin)
 	s.stop()
 	out.poll(t)
-	tl = out.tally(onDiskIDs)
+	tl := out.tally(onDiskIDs)
 	all := out.tally(alog.ids)
 	dls := readDeadLetters(t, s.deadLetter())
 
@@ -114,7 +114,7 @@ func TestRetentionRace(t *testing.T) {
 		t.Errorf("the log reports lost generations %v (file: lost_bytes), want %v", gotLost, wantLost)
 	}
 
-	summary(t, tl, len(dls), elapsed, fmt.Sprintf("lost_bytes=%v lost_bytes_want=%d written_total=%d delivered_total=%d rotations=%d",
+	summary(t, s, tl, len(dls), elapsed, fmt.Sprintf("lost_bytes=%v lost_bytes_want=%d written_total=%d delivered_total=%d rotations=%d",
 		lost, wantTotal, all.written, all.delivered, alog.rotations))
 	if tl.lost != 0 || tl.unexpected != 0 || tl.torn != 0 {
 		t.Errorf("of the events still on disk, lost %d (first %v); unexpected %d, torn %d %v", tl.lost, tl.missing, tl.unexpected, tl.torn, out.tornSample)

@@ -46,16 +46,16 @@ func testRotationUnderLoad(t *testing.T, compress bool) {
 	alog.close(t)
 	t.Logf("wrote %d events, %d MB, %d rotations in %s", n, alog.bytes/megabyte, alog.rotations, wrote.Round(time.Millisecond))
 
-	tl := out.waitDelivered(t, alog.ids, 3*time.Minute)
+	out.waitDelivered(t, alog.ids, 3*time.Minute)
 	caughtUp := time.Since(begin)
 
 	checkSteadyMetrics(t, s, out, alog)
 	s.stop()
 	out.poll(t)
-	tl = out.tally(alog.ids)
+	tl := out.tally(alog.ids)
 	dls := readDeadLetters(t, s.deadLetter())
 
-	summary(t, tl, len(dls), caughtUp, fmt.Sprintf("mb=%d rotations=%d write_time=%s first_misorder=%d",
+	summary(t, s, tl, len(dls), caughtUp, fmt.Sprintf("mb=%d rotations=%d write_time=%s first_misorder=%d",
 		alog.bytes/megabyte, alog.rotations, wrote.Round(time.Millisecond), tl.firstMisorder))
 	if tl.lost != 0 || tl.duplicates != 0 || tl.torn != 0 || tl.unexpected != 0 {
 		t.Errorf("one uninterrupted run must deliver each event once: lost %d (first %v), duplicates %d, torn %d %v, unexpected %d",
