@@ -11,7 +11,7 @@ import (
 
 // Size is a number of bytes. In YAML it is written as a plain integer or
 // with a unit: B, KiB, MiB, GiB, TiB (powers of 1024) or KB, MB, GB, TB
-// (powers of 1000), for example "4MiB".
+// (powers of 1000), for example "4MiB" or "1.5GiB"; see ParseSize.
 type Size int64
 
 // Duration is a time.Duration written in Go syntax ("250ms", "1m30s").

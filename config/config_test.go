@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"flag"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -619,4 +620,101 @@ func FuzzParseSize(f *testing.F) {
 			t.Fatalf("ParseSize(%q) = %d, whose String %q reads back as %d, %v", s, v, v.String(), back, err)
 		}
 	})
+}
+
+// TestDecodeKinds covers the Go kinds a sink type's struct may use.
+func TestDecodeKinds(t *testing.T) {
+	type inner struct {
+		A string `yaml:"a"`
+	}
+	type all struct {
+		Inline   inner             `yaml:",inline"`
+		Untagged string            // key "untagged", as go.yaml.in/yaml/v3 names it
+		Skipped  string            `yaml:"-"`
+		U        uint16            `yaml:"u"`
+		F        float64           `yaml:"f"`
+		P        *inner            `yaml:"p"`
+		M        map[string]int    `yaml:"m"`
+		L        []Size            `yaml:"l"`
+		Any      any               `yaml:"any"`
+		Keep     string            `yaml:"keep"`
+		Null     map[string]string `yaml:"null"`
+	}
+	f := func(doc string, want all, wantErr string) {
+		t.Helper()
+		c := loadString(t, "sinks:\n  - name: x\n    type: t\n"+doc)
+		got := all{Keep: "default"}
+		err := c.Sinks[0].Decode(&got)
+		if wantErr != "" {
+			if err == nil || err.Error() != wantErr {
+				t.Errorf("%q: error = %v\nwant %s", doc, err, wantErr)
+			}
+			return
+		}
+		if err != nil {
+			t.Fatalf("%q: %v", doc, err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%q:\n got %+v\nwant %+v", doc, got, want)
+		}
+	}
+	f("    a: in\n    untagged: u\n    u: 65535\n    f: 0.5\n    p: {a: b}\n    m: {x: 1}\n    l: [1KiB, 2]\n    any: [1, two]\n    null:\n",
+		all{Inline: inner{A: "in"}, Untagged: "u", U: 65535, F: 0.5, P: &inner{A: "b"}, M: map[string]int{"x": 1},
+			L: []Size{1024, 2}, Any: []any{1, "two"}, Keep: "default"}, "")
+	f("    base: x\n", all{}, `mem.yaml:4: sinks[0].base: unknown key; valid keys here: a, any, batch, f, keep, l, m, max_inflight_bytes, max_requests_in_flight, name, null, p, retry, type, u, untagged`)
+	f("    kep: x\n", all{}, `mem.yaml:4: sinks[0].kep: unknown key; did you mean "keep"? (valid keys here: a, any, batch, f, keep, l, m, max_inflight_bytes, max_requests_in_flight, name, null, p, retry, type, u, untagged)`)
+	f("    skipped: x\n", all{}, `mem.yaml:4: sinks[0].skipped: unknown key; valid keys here: a, any, batch, f, keep, l, m, max_inflight_bytes, max_requests_in_flight, name, null, p, retry, type, u, untagged`)
+	f("    l: [&one 1KiB, *one]\n    m: {}\n", all{L: []Size{1024, 1024}, M: map[string]int{}, Keep: "default"}, "")
+	f("    u: -1\n", all{}, `mem.yaml:4: sinks[0].u: found the number -1, expected a whole number such as 1000`)
+	f("    u: 70000\n", all{}, `mem.yaml:4: sinks[0].u: found the number 70000, expected a whole number such as 1000`)
+	f("    f: fast\n", all{}, `mem.yaml:4: sinks[0].f: found "fast", expected a number such as 0.5`)
+	f("    keep: [a]\n", all{}, `mem.yaml:4: sinks[0].keep: found a list, expected a string`)
+	f("    m: {x: true}\n", all{}, `mem.yaml:4: sinks[0].m.x: found the boolean true, expected a whole number such as 1000`)
+	f("    m: {x: 1, x: 2}\n", all{}, `mem.yaml:4: sinks[0].m.x: the key appears twice; keep one`)
+	f("    m: [1]\n", all{}, `mem.yaml:4: sinks[0].m: found a list, expected a mapping (key: value lines)`)
+	f("    l: [1KiB, 2XB]\n", all{}, `mem.yaml:4: sinks[0].l[1]: "2XB" is not a size; write a number with a unit such as 512KiB, 4MiB or 1GiB`)
+	f("    l:\n      - 1\n      - {a: 1}\n", all{}, `mem.yaml:6: sinks[0].l[1]: found a mapping, expected a size; write a number with a unit such as 512KiB, 4MiB or 1GiB`)
+	f("    p: 3\n", all{}, `mem.yaml:4: sinks[0].p: found the number 3, expected a mapping (key: value lines)`)
+}
+
+func TestDecodeWrongShapes(t *testing.T) {
+	for doc, want := range map[string]string{
+		"- a\n":                          `mem.yaml:1: found a list, expected a mapping (key: value lines)`,
+		"sinks: [local]\n":               `mem.yaml:1: sinks[0]: found "local", expected a mapping with at least name and type`,
+		"source: {max_line_bytes: 1}\n":  "",
+		"source: {max_line_bytes: -1}\n": `mem.yaml:1: source.max_line_bytes: "-1" is not a size; write a number with a unit such as 512KiB, 4MiB or 1GiB`,
+		"metrics: {pprof: 1}\n":          `mem.yaml:1: metrics.pprof: found the number 1, expected true or false`,
+	} {
+		_, err := parse("mem.yaml", []byte(doc))
+		if got := fmt.Sprint(err); (want == "" && err != nil) || (want != "" && got != want) {
+			t.Errorf("%q: error = %v, want %s", doc, err, want)
+		}
+	}
+}
+
+// TestMarshalRoundTrip checks that an effective configuration printed as
+// YAML (sizes and durations with units) loads back to the same values.
+func TestMarshalRoundTrip(t *testing.T) {
+	c := Default()
+	c.Source.MaxLineBytes = 3 << 19
+	c.Buffer.MaxInflightBytes = 1000
+	c.Shutdown.Timeout = Duration(1500 * time.Millisecond)
+	out, err := yaml.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"max_line_bytes: 1536KiB", "max_inflight_bytes: 1000B", "timeout: 1.5s"} {
+		if !strings.Contains(string(out), s) {
+			t.Errorf("marshalled config lacks %q:\n%s", s, out)
+		}
+	}
+	back, err := parse("printed.yaml", out)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	a, b := exported(c), exported(back)
+	a.File, b.File = "", ""
+	if !reflect.DeepEqual(a, b) {
+		t.Errorf("round trip\n got %+v\nwant %+v", b, a)
+	}
 }

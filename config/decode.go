@@ -244,10 +244,13 @@ func join(parent, key string) string {
 	return parent + "." + key
 }
 
-// closest returns the candidate within edit distance 2 of s (the usual
-// typo: a letter missing, doubled or swapped), or "".
+// closest returns the candidate nearest to s when it is near enough to be
+// a typo (edit distance 1 for short keys, 2 from 6 letters on), or "".
 func closest(s string, candidates []string) string {
-	best, bestD := "", 3
+	best, bestD := "", 2
+	if len(s) >= 6 {
+		bestD = 3
+	}
 	for _, c := range candidates {
 		if d := distance(s, c); d < bestD {
 			best, bestD = c, d

@@ -166,7 +166,7 @@ func (c *Config) Validate() error {
 	}
 	if p := c.Rules.PolicyFile; p != "" {
 		if fi, err := os.Stat(p); err != nil {
-			return c.errorf("rules.policy_file", "%v; give the path of an audit.k8s.io/v1 Policy file, or remove the key", unwrapPath(err))
+			return c.errorf("rules.policy_file", "cannot read %q: %v; give the path of an audit.k8s.io/v1 Policy file, or remove the key", p, unwrapPath(err))
 		} else if !fi.Mode().IsRegular() {
 			return c.errorf("rules.policy_file", "%q is not a regular file; give the path of an audit.k8s.io/v1 Policy file", p)
 		}
@@ -254,8 +254,10 @@ func (c *Config) sourcePath() error {
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return nil
-	case err != nil:
+	case errors.Is(err, fs.ErrPermission):
 		return c.errorf("source.path", "cannot look up %q: %v; %s", p, unwrapPath(err), permissionHint)
+	case err != nil:
+		return c.errorf("source.path", "cannot look up %q: %v; give the audit log kube-apiserver writes (--audit-log-path)", p, unwrapPath(err))
 	case fi.IsDir():
 		return c.errorf("source.path", "%q is a directory; give the audit log file inside it, such as %s", p, strings.TrimSuffix(p, "/")+"/audit.log")
 	case !fi.Mode().IsRegular():
