@@ -21,9 +21,7 @@
 package parse
 
 import (
-	"encoding/binary"
 	"fmt"
-	"math/bits"
 	"time"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -102,8 +100,9 @@ type Parser struct {
 	ev  Event
 	buf []byte // unescaped string values of the current line
 
-	keyBuf []byte // the current unescaped key
-	stack  []byte // open containers while skipping
+	keyBuf []byte   // the current unescaped key
+	stack  []byte   // open containers while skipping
+	masks  []uint64 // special bytes of the line, see computeMasks
 
 	groups, ips     []string
 	groupsHW, ipsHW int // high-water marks of groups and ips in this line, see strs
@@ -134,6 +133,7 @@ func (p *Parser) parse(b []byte) *Error {
 	p.groupsHW, p.ipsHW = 0, 0
 	p.kind, p.apiVersion = "", ""
 	p.semErr = nil
+	p.computeMasks(b)
 
 	i := skipWS(b, 0)
 	if i == len(b) {
@@ -474,7 +474,7 @@ func (p *Parser) str(b []byte, i, depth int, dst *string, field string) (int, *E
 		i, _, err := p.nullOr(b, i, depth, field, "a string")
 		return i, err
 	}
-	end, esc, err := scanString(b, i+1)
+	end, esc, err := p.scanString(b, i+1)
 	if err != nil {
 		return 0, p.fail(b, err)
 	}
@@ -543,7 +543,7 @@ func (p *Parser) time(b []byte, i, depth int, dst *time.Time, field string) (int
 		i, _, err := p.nullOr(b, i, depth, field, "an RFC 3339 timestamp string")
 		return i, err
 	}
-	end, _, err := scanString(b, i+1)
+	end, _, err := p.scanString(b, i+1)
 	if err != nil {
 		return 0, p.fail(b, err)
 	}
@@ -637,7 +637,7 @@ func (p *Parser) key(b []byte, i int) ([]byte, int, *Error) {
 	if b[i] != '"' {
 		return nil, 0, p.unexpected(b, i, "'\"' to start an object key")
 	}
-	end, esc, err := scanString(b, i+1)
+	end, esc, err := p.scanString(b, i+1)
 	if err != nil {
 		return nil, 0, p.fail(b, err)
 	}
@@ -670,7 +670,7 @@ func (p *Parser) skipValue(b []byte, i, depth int) (int, *Error) {
 		// A value starts at i.
 		switch c := b[i]; c {
 		case '"':
-			i, _, err = scanString(b, i+1)
+			i, _, err = p.scanString(b, i+1)
 		case '{', '[':
 			if depth+len(stack)+1 > maxDepth {
 				return 0, p.syntax(b, i, fmt.Sprintf("nesting deeper than %d", maxDepth))
@@ -747,7 +747,7 @@ func (p *Parser) skipKey(b []byte, i int) (int, *scanErr) {
 	if b[i] != '"' {
 		return 0, &scanErr{at: i, want: "'\"' to start an object key"}
 	}
-	i, _, err := scanString(b, i+1)
+	i, _, err := p.scanString(b, i+1)
 	if err != nil {
 		return 0, err
 	}
@@ -814,7 +814,16 @@ func newError(b []byte, r Reason, at int, msg string) *Error {
 	return &Error{Reason: r, Offset: at, Msg: msg, Excerpt: string(b[lo:hi])}
 }
 
+// skipWS returns the index of the first non-whitespace byte from i. Lines
+// from kube-apiserver have no whitespace, so the first test is inlined.
 func skipWS(b []byte, i int) int {
+	if i < len(b) && b[i] > ' ' {
+		return i
+	}
+	return skipWSLoop(b, i)
+}
+
+func skipWSLoop(b []byte, i int) int {
 	for i < len(b) {
 		switch b[i] {
 		case ' ', '\n', '\t', '\r':
@@ -826,38 +835,25 @@ func skipWS(b []byte, i int) int {
 	return i
 }
 
-const (
-	ones  = 0x0101010101010101
-	highs = 0x8080808080808080
-)
-
 // scanString validates a string literal whose opening quote is just before i
 // and returns the index past its closing quote, and whether it has escapes.
-func scanString(b []byte, i int) (int, bool, *scanErr) {
+// It needs p.masks for b.
+func (p *Parser) scanString(b []byte, i int) (int, bool, *scanErr) {
+	i = p.nextSpecial(i)
+	if i < len(b) && b[i] == '"' {
+		return i + 1, false, nil
+	}
+	return p.scanStringSlow(b, i)
+}
+
+// scanStringSlow is scanString from the first byte at i that is not plain:
+// escapes, non-ASCII bytes, errors.
+func (p *Parser) scanStringSlow(b []byte, i int) (int, bool, *scanErr) {
 	esc := false
 	for {
-		j := i
-		if i+8 <= len(b) {
-			// Eight bytes at a time: find the first '"', '\\', control
-			// character or non-ASCII byte. The lowest flagged byte is exact.
-			x := binary.LittleEndian.Uint64(b[i:])
-			q := x ^ (ones * '"')
-			s := x ^ (ones * '\\')
-			m := (((q - ones) &^ q) | ((s - ones) &^ s) | ((x - ones*0x20) &^ x) | x) & highs
-			if m == 0 {
-				i += 8
-				continue
-			}
-			j = i + bits.TrailingZeros64(m)>>3
-		} else {
-			for ; j < len(b); j++ {
-				if c := b[j]; c == '"' || c == '\\' || c < 0x20 || c >= utf8.RuneSelf {
-					break
-				}
-			}
-			if j == len(b) {
-				return 0, false, &scanErr{at: j, eof: true}
-			}
+		j := p.nextSpecial(i)
+		if j >= len(b) {
+			return 0, false, &scanErr{at: j, eof: true}
 		}
 		switch c := b[j]; {
 		case c == '"':

@@ -1,0 +1,115 @@
+package parse
+
+import (
+	"encoding/json"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/audit-shipper/audit-shipper/corpus"
+	"github.com/bytedance/sonic"
+	gojson "github.com/goccy/go-json"
+)
+
+// benchEvent has the same fields as Event, for the general decoders.
+type benchEvent struct {
+	Kind       string `json:"kind"`
+	APIVersion string `json:"apiVersion"`
+	Level      string `json:"level"`
+	AuditID    string `json:"auditID"`
+	Stage      string `json:"stage"`
+	RequestURI string `json:"requestURI"`
+	Verb       string `json:"verb"`
+	User       struct {
+		Username string   `json:"username"`
+		UID      string   `json:"uid"`
+		Groups   []string `json:"groups"`
+	} `json:"user"`
+	ImpersonatedUser *struct {
+		Username string `json:"username"`
+	} `json:"impersonatedUser"`
+	SourceIPs []string `json:"sourceIPs"`
+	UserAgent string   `json:"userAgent"`
+	ObjectRef *struct {
+		Resource    string `json:"resource"`
+		Subresource string `json:"subresource"`
+		Namespace   string `json:"namespace"`
+		Name        string `json:"name"`
+		APIGroup    string `json:"apiGroup"`
+		APIVersion  string `json:"apiVersion"`
+	} `json:"objectRef"`
+	ResponseStatus *struct {
+		Code int32 `json:"code"`
+	} `json:"responseStatus"`
+	RequestObject            json.RawMessage   `json:"requestObject"`
+	ResponseObject           json.RawMessage   `json:"responseObject"`
+	RequestReceivedTimestamp time.Time         `json:"requestReceivedTimestamp"`
+	StageTimestamp           time.Time         `json:"stageTimestamp"`
+	Annotations              map[string]string `json:"annotations"`
+}
+
+var benchCorpus = sync.OnceValues(func() ([][]byte, int) {
+	g := corpus.New(corpus.Options{Seed: 1})
+	lines := make([][]byte, benchN)
+	n := 0
+	for i := range lines {
+		lines[i] = g.Next(nil)
+		n += len(lines[i])
+	}
+	return lines, n
+})
+
+// benchDecoder runs decode over the whole corpus per operation and reports
+// throughput, events/s and allocations per event.
+func benchDecoder(b *testing.B, decode func([]byte) error) {
+	lines, size := benchCorpus()
+	for _, l := range lines[:100] { // warm up buffers and caches
+		if err := decode(l); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.SetBytes(int64(size))
+	b.ReportAllocs()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	cpu := threadCPU()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for _, l := range lines {
+			if err := decode(l); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.StopTimer()
+	cpu = threadCPU() - cpu
+	runtime.ReadMemStats(&after)
+	events := float64(b.N) * float64(len(lines))
+	b.ReportMetric(events/b.Elapsed().Seconds(), "events/s")
+	if cpu > 0 {
+		// Throughput per second of this thread's CPU time: what one core
+		// does, even when the machine is shared.
+		b.ReportMetric(float64(size)*float64(b.N)/cpu.Seconds()/1e6, "MB/cpu-s")
+	}
+	b.ReportMetric(float64(after.Mallocs-before.Mallocs)/events, "allocs/event")
+	b.ReportMetric(float64(after.TotalAlloc-before.TotalAlloc)/events, "B/event")
+}
+
+func BenchmarkDecode(b *testing.B) {
+	b.Run("parse", func(b *testing.B) {
+		var p Parser
+		benchDecoder(b, func(l []byte) error { _, err := p.Parse(l); return err })
+	})
+	b.Run("encoding-json", func(b *testing.B) {
+		benchDecoder(b, func(l []byte) error { var e benchEvent; return json.Unmarshal(l, &e) })
+	})
+	b.Run("goccy-go-json", func(b *testing.B) {
+		benchDecoder(b, func(l []byte) error { var e benchEvent; return gojson.Unmarshal(l, &e) })
+	})
+	b.Run("sonic", func(b *testing.B) {
+		benchDecoder(b, func(l []byte) error { var e benchEvent; return sonic.Unmarshal(l, &e) })
+	})
+}
