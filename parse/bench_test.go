@@ -55,14 +55,21 @@ type benchEvent struct {
 var benchEvents = flag.Int("events", 10000, "corpus events per benchmark operation")
 
 var benchCorpus = sync.OnceValues(func() ([][]byte, int) {
+	// One contiguous buffer, as a shipper reads a file: lines are sub-slices.
+	var buf []byte
 	g := corpus.New(corpus.Options{Seed: 1})
-	lines := make([][]byte, *benchEvents)
-	n := 0
-	for i := range lines {
-		lines[i] = g.Next(nil)
-		n += len(lines[i])
+	ends := make([]int, *benchEvents)
+	for i := range ends {
+		buf = g.Next(buf)
+		ends[i] = len(buf)
 	}
-	return lines, n
+	lines := make([][]byte, len(ends))
+	start := 0
+	for i, end := range ends {
+		lines[i] = buf[start:end:end]
+		start = end
+	}
+	return lines, len(buf)
 })
 
 // benchDecoder runs decode over the whole corpus per operation and reports

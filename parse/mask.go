@@ -29,11 +29,16 @@ func (p *Parser) computeMasks(b []byte) {
 // nextSpecial returns the index of the first special byte at or after i,
 // which is len(b) when there is none.
 func (p *Parser) nextSpecial(i int) int {
-	w := i >> 6
-	if m := p.masks[w] >> (i & 63); m != 0 {
+	if m := p.masks[i>>6] >> (i & 63); m != 0 {
 		return i + bits.TrailingZeros64(m)
 	}
-	for w++; ; w++ {
+	return p.nextSpecialFar(i)
+}
+
+// nextSpecialFar is nextSpecial past the 64-byte word of i, out of line so
+// that nextSpecial and its callers inline.
+func (p *Parser) nextSpecialFar(i int) int {
+	for w := i>>6 + 1; ; w++ {
 		if m := p.masks[w]; m != 0 {
 			return w<<6 + bits.TrailingZeros64(m)
 		}

@@ -21,7 +21,9 @@
 package parse
 
 import (
+	"bytes"
 	"fmt"
+	"math/bits"
 	"time"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -474,7 +476,11 @@ func (p *Parser) str(b []byte, i, depth int, dst *string, field string) (int, *E
 		i, _, err := p.nullOr(b, i, depth, field, "a string")
 		return i, err
 	}
-	end, esc, err := p.scanString(b, i+1)
+	if end := p.plainEnd(b, i+1); end > 0 {
+		*dst = p.view(b[i+1:end-1], false)
+		return end, nil
+	}
+	end, esc, err := p.scanStringSlow(b, i+1)
 	if err != nil {
 		return 0, p.fail(b, err)
 	}
@@ -543,7 +549,7 @@ func (p *Parser) time(b []byte, i, depth int, dst *time.Time, field string) (int
 		i, _, err := p.nullOr(b, i, depth, field, "an RFC 3339 timestamp string")
 		return i, err
 	}
-	end, _, err := p.scanString(b, i+1)
+	end, _, err := p.scanStringSlow(b, i+1)
 	if err != nil {
 		return 0, p.fail(b, err)
 	}
@@ -637,9 +643,12 @@ func (p *Parser) key(b []byte, i int) ([]byte, int, *Error) {
 	if b[i] != '"' {
 		return nil, 0, p.unexpected(b, i, "'\"' to start an object key")
 	}
-	end, esc, err := p.scanString(b, i+1)
-	if err != nil {
-		return nil, 0, p.fail(b, err)
+	end, esc := p.plainEnd(b, i+1), false
+	if end == 0 {
+		var err *scanErr
+		if end, esc, err = p.scanStringSlow(b, i+1); err != nil {
+			return nil, 0, p.fail(b, err)
+		}
 	}
 	key := b[i+1 : end-1]
 	if esc {
@@ -670,7 +679,11 @@ func (p *Parser) skipValue(b []byte, i, depth int) (int, *Error) {
 		// A value starts at i.
 		switch c := b[i]; c {
 		case '"':
-			i, _, err = p.scanString(b, i+1)
+			if end := p.plainEnd(b, i+1); end > 0 {
+				i = end
+			} else {
+				i, _, err = p.scanStringSlow(b, i+1)
+			}
 		case '{', '[':
 			if depth+len(stack)+1 > maxDepth {
 				return 0, p.syntax(b, i, fmt.Sprintf("nesting deeper than %d", maxDepth))
@@ -747,9 +760,13 @@ func (p *Parser) skipKey(b []byte, i int) (int, *scanErr) {
 	if b[i] != '"' {
 		return 0, &scanErr{at: i, want: "'\"' to start an object key"}
 	}
-	i, _, err := p.scanString(b, i+1)
-	if err != nil {
-		return 0, err
+	if end := p.plainEnd(b, i+1); end > 0 {
+		i = end
+	} else {
+		var err *scanErr
+		if i, _, err = p.scanStringSlow(b, i+1); err != nil {
+			return 0, err
+		}
 	}
 	i = skipWS(b, i)
 	if i == len(b) {
@@ -835,19 +852,25 @@ func skipWSLoop(b []byte, i int) int {
 	return i
 }
 
-// scanString validates a string literal whose opening quote is just before i
-// and returns the index past its closing quote, and whether it has escapes.
-// It needs p.masks for b.
-func (p *Parser) scanString(b []byte, i int) (int, bool, *scanErr) {
-	i = p.nextSpecial(i)
-	if i < len(b) && b[i] == '"' {
-		return i + 1, false, nil
+// Strings are validated by plainEnd, or when it fails by scanStringSlow:
+// together they take the index just past an opening quote and return the
+// index past the closing one.
+
+// plainEnd is the common case, small enough to inline: a
+// string without escapes or non-ASCII bytes that ends within the 64-byte word
+// of i. It returns the index past the closing quote, or 0.
+func (p *Parser) plainEnd(b []byte, i int) int {
+	if m := p.masks[i>>6] >> (i & 63); m != 0 {
+		if j := i + bits.TrailingZeros64(m); j < len(b) && b[j] == '"' {
+			return j + 1
+		}
 	}
-	return p.scanStringSlow(b, i)
+	return 0
 }
 
-// scanStringSlow is scanString from the first byte at i that is not plain:
-// escapes, non-ASCII bytes, errors.
+// scanStringSlow validates a string literal from i, anywhere inside it, and
+// returns the index past its closing quote and whether it has escapes. It
+// needs p.masks for b.
 func (p *Parser) scanStringSlow(b []byte, i int) (int, bool, *scanErr) {
 	esc := false
 	for {
@@ -963,12 +986,12 @@ func unescape(dst, s []byte) []byte {
 	for i := 0; i < len(s); {
 		c := s[i]
 		if c != '\\' {
-			j := i + 1
-			for j < len(s) && s[j] != '\\' {
-				j++
+			j := bytes.IndexByte(s[i:], '\\')
+			if j < 0 {
+				return append(dst, s[i:]...)
 			}
-			dst = append(dst, s[i:j]...)
-			i = j
+			dst = append(dst, s[i:i+j]...)
+			i += j
 			continue
 		}
 		switch s[i+1] {
