@@ -1,6 +1,7 @@
 package elasticsearch
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -169,11 +170,18 @@ func retryAfter(h http.Header, now time.Time) time.Duration {
 	return 0
 }
 
-// excerpt quotes up to 512 bytes of an answer for an error message.
+// excerpt is up to 512 bytes of an answer, on one line, for an error
+// message.
 func excerpt(b []byte) string {
 	const n = 512
+	b = bytes.TrimSpace(b)
+	cut := ""
 	if len(b) > n {
-		return strconv.Quote(string(b[:n])) + "..."
+		b, cut = b[:n], "..."
 	}
-	return strconv.Quote(string(b))
+	if len(b) == 0 {
+		return "(empty answer)"
+	}
+	s := strings.ToValidUTF8(string(b), "\ufffd")
+	return strings.Join(strings.Fields(s), " ") + cut
 }
