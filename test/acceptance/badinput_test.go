@@ -115,7 +115,7 @@ func TestBadInput(t *testing.T) {
 		wantReasons[l.reason]++
 		badCount++
 	}
-	out.waitDelivered(t, validIDs, time.Minute)
+	out.waitDelivered(t, s, validIDs, time.Minute)
 	s.waitMetric("audit_shipper_dead_letters_total", 10*time.Second, func(v float64) bool { return v == float64(badCount) }, fmt.Sprint(badCount))
 	m := s.mustScrape()
 	for reason, want := range wantReasons {
@@ -219,6 +219,9 @@ func checkDeadLetters(t *testing.T, lines []badLine, dls []deadLetter, path stri
 			}
 		default:
 			kept = d.LineBase64
+			if !d.Truncated && utf8.Valid(l.line) {
+				t.Errorf("%s: the whole line is valid UTF-8, so it belongs in line, not line_base64", where)
+			}
 		}
 		switch {
 		case d.Truncated && (len(kept) >= len(l.line) || !bytes.HasPrefix(l.line, kept)):

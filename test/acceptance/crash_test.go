@@ -60,7 +60,7 @@ func TestCrash(t *testing.T) {
 	}
 	alog.close(t)
 	s.waitUp()
-	out.waitDelivered(t, alog.ids, 3*time.Minute)
+	out.waitDelivered(t, s, alog.ids, 3*time.Minute)
 	elapsed := time.Since(begin)
 	s.stop()
 	sizes.stop()

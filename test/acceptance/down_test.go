@@ -37,7 +37,7 @@ func TestDownAcrossRotations(t *testing.T) {
 	}
 	alog.close(t)
 	s.start()
-	out.waitDelivered(t, alog.ids, 2*time.Minute)
+	out.waitDelivered(t, s, alog.ids, 2*time.Minute)
 	elapsed := time.Since(begin)
 	s.stop()
 	out.poll(t)

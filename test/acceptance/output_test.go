@@ -148,19 +148,31 @@ func (o *output) tally(written []string) tally {
 }
 
 // waitDelivered polls the output until every auditID of want has arrived,
-// or fails the test when the deadline passes.
-func (o *output) waitDelivered(t *testing.T, want []string, timeout time.Duration) {
+// or fails the test when the deadline passes, when nothing has arrived for
+// stallTimeout, or when s exits.
+func (o *output) waitDelivered(t *testing.T, s *shipper, want []string, timeout time.Duration) {
 	t.Helper()
+	const stallTimeout = 30 * time.Second
 	deadline := time.Now().Add(timeout)
+	lines, progress := o.lines, time.Now()
 	for {
+		s.alive()
 		o.poll(t)
 		tl := o.tally(want)
 		if tl.lost == 0 {
 			return
 		}
-		if time.Now().After(deadline) {
-			t.Errorf("after %s, %d of %d events have not arrived (first missing: %v); delivered %d, duplicates %d, torn %d",
-				timeout, tl.lost, tl.written, tl.missing, tl.delivered, tl.duplicates, tl.torn)
+		if o.lines != lines {
+			lines, progress = o.lines, time.Now()
+		}
+		stalled := time.Since(progress) > stallTimeout
+		if stalled || time.Now().After(deadline) {
+			why := fmt.Sprintf("after %s", timeout)
+			if stalled {
+				why = fmt.Sprintf("with nothing arriving for %s", stallTimeout)
+			}
+			t.Errorf("%s, %d of %d events have not arrived (first missing: %v); delivered %d, duplicates %d, torn %d",
+				why, tl.lost, tl.written, tl.missing, tl.delivered, tl.duplicates, tl.torn)
 			return
 		}
 		time.Sleep(250 * time.Millisecond)
@@ -218,12 +230,41 @@ func readDeadLetters(t *testing.T, path string) []deadLetter {
 			t.Errorf("%s:%d: a dead-letter record is not JSON: %v: %.200s", path, n, err, sc.Bytes())
 			continue
 		}
+		if dup := repeatedKey(sc.Bytes()); dup != "" {
+			t.Errorf("%s:%d: a dead-letter record has the key %q twice: readers disagree on which value counts: %.200s", path, n, dup, sc.Bytes())
+		}
 		recs = append(recs, d)
 	}
 	if err := sc.Err(); err != nil {
 		t.Fatalf("reading %s: %v", path, err)
 	}
 	return recs
+}
+
+// repeatedKey returns a key that occurs twice at the top of the JSON
+// object rec, or "".
+func repeatedKey(rec []byte) string {
+	dec := json.NewDecoder(bytes.NewReader(rec))
+	if _, err := dec.Token(); err != nil { // {
+		return ""
+	}
+	seen := make(map[string]bool)
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return ""
+		}
+		key, _ := tok.(string)
+		if seen[key] {
+			return key
+		}
+		seen[key] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return ""
+		}
+	}
+	return ""
 }
 
 // generation is one audit log file on disk.

@@ -39,6 +39,7 @@ func testRotationUnderLoad(t *testing.T, compress bool) {
 			}
 			writing = false
 		case <-time.After(500 * time.Millisecond):
+			s.alive()
 			out.poll(t)
 		}
 	}
@@ -46,7 +47,7 @@ func testRotationUnderLoad(t *testing.T, compress bool) {
 	alog.close(t)
 	t.Logf("wrote %d events, %d MB, %d rotations in %s", n, alog.bytes/megabyte, alog.rotations, wrote.Round(time.Millisecond))
 
-	out.waitDelivered(t, alog.ids, 3*time.Minute)
+	out.waitDelivered(t, s, alog.ids, 3*time.Minute)
 	caughtUp := time.Since(begin)
 
 	checkSteadyMetrics(t, s, out, alog)

@@ -29,9 +29,10 @@ type settings struct {
 	maxLineBytes     string
 	maxInflightBytes string
 	syncInterval     time.Duration
+	batchEvents      int
 }
 
-var defaults = settings{maxLineBytes: "4MiB", maxInflightBytes: "32MiB", syncInterval: time.Second}
+var defaults = settings{maxLineBytes: "4MiB", maxInflightBytes: "32MiB", syncInterval: time.Second, batchEvents: 1000}
 
 // workDir makes a directory for one test that outlives it when it fails,
 // so that its logs, positions and output can be read afterwards.
@@ -91,12 +92,12 @@ sinks:
   - name: %[5]s
     type: file
     path: %[1]s/state/out.ndjson
-    batch: {max_events: 1000, max_bytes: 1MiB, max_wait: 200ms}
+    batch: {max_events: %[7]d, max_bytes: 1MiB, max_wait: 200ms}
 metrics:
   listen: %[6]s
 log: {level: info, format: json}
 shutdown: {timeout: 20s}
-`, dir, set.maxLineBytes, set.syncInterval, set.maxInflightBytes, sinkName, s.listen)
+`, dir, set.maxLineBytes, set.syncInterval, set.maxInflightBytes, sinkName, s.listen, set.batchEvents)
 	if err := os.WriteFile(s.config, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +224,8 @@ func (s *shipper) cleanup() {
 	}
 }
 
-// logTail returns the last n lines of the latest run's log.
+// logTail returns the last n lines of the latest run's log or, when the
+// process panicked or died of a fatal error, n lines from there.
 func (s *shipper) logTail(n int) string {
 	if len(s.logFiles) == 0 {
 		return "(no log)"
@@ -233,10 +235,23 @@ func (s *shipper) logTail(n int) string {
 		return err.Error()
 	}
 	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	for i, l := range lines {
+		if strings.HasPrefix(l, "panic: ") || strings.HasPrefix(l, "fatal error: ") {
+			return strings.Join(lines[i:min(len(lines), i+n)], "\n")
+		}
+	}
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// alive fails the test when the shipper exited without being told to.
+func (s *shipper) alive() {
+	s.t.Helper()
+	if s.cmd != nil && !s.running() {
+		s.t.Fatalf("the shipper exited by itself (%v); its log:\n%s", s.cmd.ProcessState, s.logTail(30))
+	}
 }
 
 // logRecords returns every JSON log record of every run whose msg is msg.
@@ -367,6 +382,7 @@ func (s *shipper) waitMetric(name string, timeout time.Duration, cond func(float
 	var last float64
 	var lastErr error
 	for {
+		s.alive()
 		m, err := s.scrape()
 		if err == nil {
 			v, ok := m.value(name, "sink", sinkName)
