@@ -11,8 +11,8 @@ import (
 
 // TestCrash: like TestRotationUnderLoad, while the shipper is killed with
 // SIGKILL at random moments and started again. Nothing may be lost; events
-// may be delivered twice, but only those acknowledged since the last save
-// of positions before each kill.
+// may be delivered twice, but only those delivered since the last save of
+// positions before each kill.
 func TestCrash(t *testing.T) {
 	const kills = 6
 	runSeed := *seed
@@ -23,8 +23,7 @@ func TestCrash(t *testing.T) {
 	rng := rand.New(rand.NewPCG(uint64(runSeed), 0))
 
 	n := scaled(200_000)
-	set := defaults
-	s := newShipper(t, set)
+	s := newShipper(t, defaults)
 	alog := newAuditLog(s.logDir(), 10_000, false, 3)
 	out := newOutput(s.outPath())
 	sizes := watchSize(t, s.outPath())
@@ -34,24 +33,25 @@ func TestCrash(t *testing.T) {
 	writeErr := make(chan error, 1)
 	go func() { writeErr <- alog.writeN(n) }()
 
-	// A kill replays at most what was acknowledged since the last save of
-	// positions: a save happens every sync_interval while the process
-	// lives (plus slack for a loaded machine); a process killed before its
-	// first save replays from its predecessor's last save.
-	const slack = 2 * time.Second
-	var windowStart time.Time // the zero time: before anything was delivered
+	// A kill replays at most what was delivered since the last save of
+	// positions before it: the positions file's modification time says
+	// when that was (minus a margin: the saved positions were taken a
+	// moment before the file was written). Before the first save, it is
+	// everything.
+	const margin = 250 * time.Millisecond
 	var replayBound int64
 	for k := range kills {
-		// Random moments: from right after the start (positions not
-		// even loaded) to well into a run.
-		time.Sleep(time.Duration(rng.Int64N(int64(1500 * time.Millisecond))))
+		// Random moments: from right after the start (positions not even
+		// loaded) to past a few saves of positions.
+		time.Sleep(time.Duration(rng.Int64N(int64(2500 * time.Millisecond))))
 		s.kill()
-		killed := time.Now()
-		if killed.Sub(s.started) > set.syncInterval+slack {
-			windowStart = killed.Add(-set.syncInterval - slack)
+		var saved time.Time // the zero time: before anything was delivered
+		if fi, err := os.Stat(s.positions()); err == nil {
+			saved = fi.ModTime().Add(-margin)
 		}
-		replayBound += sizes.now() - sizes.before(windowStart)
-		t.Logf("kill %d after %s", k+1, killed.Sub(s.started).Round(time.Millisecond))
+		replayBound += sizes.now() - sizes.before(saved)
+		t.Logf("kill %d after %s, %s after the last save of positions", k+1,
+			time.Since(s.started).Round(time.Millisecond), time.Since(saved.Add(margin)).Round(time.Millisecond))
 		out.poll(t)
 		s.start()
 	}
@@ -70,6 +70,7 @@ func TestCrash(t *testing.T) {
 
 	summary(t, s, tl, len(dls), elapsed, fmt.Sprintf("kills=%d seed=%d duplicate_bytes=%d replay_bound_bytes=%d rotations=%d first_misorder=%d",
 		kills, runSeed, out.dupBytes, replayBound, alog.rotations, tl.firstMisorder))
+	s.noLossReported()
 	if tl.lost != 0 || tl.unexpected != 0 {
 		t.Errorf("lost %d events (first %v), unexpected %d", tl.lost, tl.missing, tl.unexpected)
 	}
@@ -77,8 +78,8 @@ func TestCrash(t *testing.T) {
 		t.Errorf("%d torn lines after %d kills: at most one per kill; samples %v", tl.torn, kills, out.tornSample)
 	}
 	if out.dupBytes > replayBound {
-		t.Errorf("duplicates take %d bytes, more than the %d bytes delivered within sync_interval+%s before each kill: positions are saved too rarely or replays start too early",
-			out.dupBytes, replayBound, slack)
+		t.Errorf("duplicates take %d bytes, more than the %d bytes delivered between each kill and the save of positions before it: replays start before the saved position",
+			out.dupBytes, replayBound)
 	}
 	if len(dls) != 0 {
 		t.Errorf("%d dead letters for valid events, the first: %+v", len(dls), dls[0])

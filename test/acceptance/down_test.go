@@ -46,6 +46,7 @@ func TestDownAcrossRotations(t *testing.T) {
 
 	summary(t, s, tl, len(dls), elapsed, fmt.Sprintf("rotations=%d rotations_while_down=%d delivered_before_stop=%d first_misorder=%d",
 		alog.rotations, rotationsWhileDown, atStop.delivered, tl.firstMisorder))
+	s.noLossReported()
 	if tl.lost != 0 || tl.unexpected != 0 || tl.torn != 0 {
 		t.Errorf("lost %d (first %v), unexpected %d, torn %d %v", tl.lost, tl.missing, tl.unexpected, tl.torn, out.tornSample)
 	}

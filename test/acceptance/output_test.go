@@ -184,9 +184,15 @@ func (o *output) waitDelivered(t *testing.T, s *shipper, want []string, timeout 
 // to stdout.
 func summary(t *testing.T, s *shipper, tl tally, deadLettered int, elapsed time.Duration, extra string) {
 	t.Helper()
+	errs, warns := s.levelMsgs("ERROR"), s.levelMsgs("WARN")
+	for _, m := range []map[string]int{errs, warns} {
+		for msg, n := range m {
+			t.Logf("the shipper logged %d times: %s", n, msg)
+		}
+	}
 	line := fmt.Sprintf("written=%d delivered=%d duplicates=%d lost=%d torn=%d dead_lettered=%d elapsed=%s log_errors=%d log_warnings=%d",
 		tl.written, tl.delivered, tl.duplicates, tl.lost, tl.torn, deadLettered, elapsed.Round(time.Millisecond),
-		s.countLevel("ERROR"), s.countLevel("WARN"))
+		total(errs), total(warns))
 	if extra != "" {
 		line += " " + extra
 	}
@@ -194,6 +200,14 @@ func summary(t *testing.T, s *shipper, tl tally, deadLettered int, elapsed time.
 	if !testing.Verbose() {
 		fmt.Printf("%s: %s\n", t.Name(), line)
 	}
+}
+
+func total(m map[string]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
 }
 
 // deadLetter is one record of the dead-letter file.

@@ -58,6 +58,7 @@ func testRotationUnderLoad(t *testing.T, compress bool) {
 
 	summary(t, s, tl, len(dls), caughtUp, fmt.Sprintf("mb=%d rotations=%d write_time=%s first_misorder=%d",
 		alog.bytes/megabyte, alog.rotations, wrote.Round(time.Millisecond), tl.firstMisorder))
+	s.noLossReported()
 	if tl.lost != 0 || tl.duplicates != 0 || tl.torn != 0 || tl.unexpected != 0 {
 		t.Errorf("one uninterrupted run must deliver each event once: lost %d (first %v), duplicates %d, torn %d %v, unexpected %d",
 			tl.lost, tl.missing, tl.duplicates, tl.torn, out.tornSample, tl.unexpected)

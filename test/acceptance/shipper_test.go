@@ -108,6 +108,7 @@ shutdown: {timeout: 20s}
 func (s *shipper) logDir() string     { return filepath.Join(s.dir, "logs") }
 func (s *shipper) outPath() string    { return filepath.Join(s.dir, "state", "out.ndjson") }
 func (s *shipper) deadLetter() string { return filepath.Join(s.dir, "state", "dead-letter.ndjson") }
+func (s *shipper) positions() string  { return filepath.Join(s.dir, "state", "positions.json") }
 
 // freeAddr returns a loopback address nobody listens on at the moment.
 func freeAddr(t *testing.T) string {
@@ -283,14 +284,33 @@ func (s *shipper) logRecords(msg string) []map[string]any {
 	return recs
 }
 
-// countLevel counts the log records at level (ERROR, WARN) over every run.
-func (s *shipper) countLevel(level string) int {
-	n := 0
+// noLossReported fails the test when the shipper reported a generation
+// deleted before it was shipped: in tests where lumberjack keeps every
+// backup, that is a false alarm.
+func (s *shipper) noLossReported() {
+	s.t.Helper()
+	recs := s.logRecords(lostMsg)
+	if len(recs) > 0 {
+		s.t.Errorf("the shipper logged %d times %q, though no generation was deleted; the first: %v", len(recs), lostMsg, recs[0])
+	}
+}
+
+// levelMsgs counts the log records at level (ERROR, WARN) over every run,
+// by message.
+func (s *shipper) levelMsgs(level string) map[string]int {
+	msgs := make(map[string]int)
 	for _, path := range s.logFiles {
 		b, _ := os.ReadFile(path)
-		n += bytes.Count(b, []byte(`"level":"`+level+`"`))
+		for _, line := range bytes.Split(b, []byte("\n")) {
+			if !bytes.Contains(line, []byte(`"level":"`+level+`"`)) {
+				continue
+			}
+			var rec struct{ Msg string }
+			json.Unmarshal(line, &rec)
+			msgs[rec.Msg]++
+		}
 	}
-	return n
+	return msgs
 }
 
 // metrics are one scrape of /metrics.
