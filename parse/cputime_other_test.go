@@ -4,4 +4,4 @@ package parse
 
 import "time"
 
-func threadCPU() time.Duration { return 0 }
+func processCPU() time.Duration { return 0 }

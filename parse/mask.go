@@ -22,8 +22,8 @@ func (p *Parser) computeMasks(b []byte) {
 	specialMasks(b[:full*64], p.masks[:full])
 	var last [64]byte
 	rest := copy(last[:], b[full*64:])
-	m := maskBlockGo(last[:])
-	p.masks[full] = m | ^uint64(0)<<rest // bytes past the end count as special
+	specialMasks(last[:], p.masks[full:])
+	p.masks[full] |= ^uint64(0) << rest // bytes past the end count as special
 }
 
 // nextSpecial returns the index of the first special byte at or after i,

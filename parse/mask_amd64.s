@@ -17,8 +17,8 @@
 	POR X6, X4 \
 	PMOVMSKB X4, R
 
-// func specialMasks(b []byte, masks []uint64)
-TEXT ·specialMasks(SB), NOSPLIT, $0-48
+// func specialMasksSSE2(b []byte, masks []uint64)
+TEXT ·specialMasksSSE2(SB), NOSPLIT, $0-48
 	MOVQ b_base+0(FP), SI
 	MOVQ masks_base+24(FP), DI
 	MOVQ masks_len+32(FP), BX
@@ -52,4 +52,46 @@ loop:
 	JMP  loop
 
 done:
+	RET
+
+// CLASSIFY32 is CLASSIFY for 32 bytes, with Y1, Y2, Y3 as X1, X2, X3.
+#define CLASSIFY32(OFF, R) \
+	VMOVDQU OFF(SI), Y0 \
+	VPCMPEQB Y1, Y0, Y4 \
+	VPCMPEQB Y2, Y0, Y5 \
+	VPCMPGTB Y0, Y3, Y6 \
+	VPOR Y5, Y4, Y4 \
+	VPOR Y6, Y4, Y4 \
+	VPMOVMSKB Y4, R
+
+// func specialMasksAVX2(b []byte, masks []uint64)
+TEXT ·specialMasksAVX2(SB), NOSPLIT, $0-48
+	MOVQ b_base+0(FP), SI
+	MOVQ masks_base+24(FP), DI
+	MOVQ masks_len+32(FP), BX
+	MOVQ $0x22, DX
+	MOVQ DX, X1
+	VPBROADCASTB X1, Y1
+	MOVQ $0x5c, DX
+	MOVQ DX, X2
+	VPBROADCASTB X2, Y2
+	MOVQ $0x20, DX
+	MOVQ DX, X3
+	VPBROADCASTB X3, Y3
+
+avxloop:
+	TESTQ BX, BX
+	JZ    avxdone
+	CLASSIFY32(0, AX)
+	CLASSIFY32(32, DX)
+	SHLQ $32, DX
+	ORQ  DX, AX
+	MOVQ AX, (DI)
+	ADDQ $64, SI
+	ADDQ $8, DI
+	DECQ BX
+	JMP  avxloop
+
+avxdone:
+	VZEROUPPER
 	RET

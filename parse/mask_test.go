@@ -1,6 +1,7 @@
 package parse
 
 import (
+	"slices"
 	"math/rand/v2"
 	"testing"
 )
@@ -23,6 +24,13 @@ func TestSpecialMasks(t *testing.T) {
 		want := make([]uint64, 50)
 		specialMasks(b, got)
 		specialMasksGo(b, want)
+		if useSSE2 != nil {
+			sse := make([]uint64, 50)
+			useSSE2(b, sse)
+			if !slices.Equal(sse, got) {
+				t.Fatalf("SSE2 and AVX2 masks differ")
+			}
+		}
 		for k := range got {
 			var def uint64
 			for j := 0; j < 64; j++ {

@@ -549,9 +549,12 @@ func (p *Parser) time(b []byte, i, depth int, dst *time.Time, field string) (int
 		i, _, err := p.nullOr(b, i, depth, field, "an RFC 3339 timestamp string")
 		return i, err
 	}
-	end, _, err := p.scanStringSlow(b, i+1)
-	if err != nil {
-		return 0, p.fail(b, err)
+	end := p.plainEnd(b, i+1)
+	if end == 0 {
+		var err *scanErr
+		if end, _, err = p.scanStringSlow(b, i+1); err != nil {
+			return 0, p.fail(b, err)
+		}
 	}
 	// The oracle (time.Time.UnmarshalJSON) does not unescape: neither do we.
 	if t, ok := parseTime(b[i+1 : end-1]); ok {
@@ -878,7 +881,12 @@ func (p *Parser) scanStringSlow(b []byte, i int) (int, bool, *scanErr) {
 		if j >= len(b) {
 			return 0, false, &scanErr{at: j, eof: true}
 		}
-		switch c := b[j]; {
+		c := b[j]
+		if c == '\\' && j+1 < len(b) && escapes[b[j+1]] == 1 {
+			esc, i = true, j+2 // the common escapes, without the switch below
+			continue
+		}
+		switch {
 		case c == '"':
 			return j + 1, esc, nil
 		case c == '\\':
@@ -887,8 +895,6 @@ func (p *Parser) scanStringSlow(b []byte, i int) (int, bool, *scanErr) {
 				return 0, false, &scanErr{at: j, eof: true}
 			}
 			switch b[j+1] {
-			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-				i = j + 2
 			case 'u':
 				for k := j + 2; k < j+6; k++ {
 					if k == len(b) {
@@ -916,6 +922,9 @@ func (p *Parser) scanStringSlow(b []byte, i int) (int, bool, *scanErr) {
 		}
 	}
 }
+
+// escapes marks the bytes that make a two-byte escape after a backslash.
+var escapes = [256]byte{'"': 1, '\\': 1, '/': 1, 'b': 1, 'f': 1, 'n': 1, 'r': 1, 't': 1}
 
 func isHex(c byte) bool {
 	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'

@@ -9,6 +9,9 @@ import "time"
 // ninth fractional one ignored). It returns the instant in UTC without
 // allocating.
 func parseTime(s []byte) (time.Time, bool) {
+	if t, ok := parseMicroZ(s); ok {
+		return t, true
+	}
 	if len(s) < len("2006-01-02T15:04:05Z") ||
 		s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' {
 		return time.Time{}, false
@@ -101,4 +104,30 @@ func daysSinceEpoch(y, m, d int) int64 {
 	doy := (153*mp+2)/5 + d - 1
 	doe := yoe*365 + yoe/4 - yoe/100 + doy
 	return int64(era)*146097 + int64(doe) - 719468
+}
+
+// parseMicroZ is the fast path of parseTime for exactly the layout
+// kube-apiserver writes, 2006-01-02T15:04:05.000000Z.
+func parseMicroZ(s []byte) (time.Time, bool) {
+	if len(s) != len("2006-01-02T15:04:05.000000Z") || s[4] != '-' || s[7] != '-' || s[10] != 'T' ||
+		s[13] != ':' || s[16] != ':' || s[19] != '.' || s[26] != 'Z' {
+		return time.Time{}, false
+	}
+	var d [27]int
+	for _, k := range [...]int{0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18, 20, 21, 22, 23, 24, 25} {
+		c := s[k] - '0'
+		if c > 9 {
+			return time.Time{}, false
+		}
+		d[k] = int(c)
+	}
+	year := d[0]*1000 + d[1]*100 + d[2]*10 + d[3]
+	month, day := d[5]*10+d[6], d[8]*10+d[9]
+	hour, minute, sec := d[11]*10+d[12], d[14]*10+d[15], d[17]*10+d[18]
+	if month < 1 || month > 12 || day < 1 || day > daysIn(month, year) || hour > 23 || minute > 59 || sec > 59 {
+		return time.Time{}, false
+	}
+	micro := ((((d[20]*10+d[21])*10+d[22])*10+d[23])*10+d[24])*10 + d[25]
+	unix := daysSinceEpoch(year, month, day)*86400 + int64(hour*3600+minute*60+sec)
+	return time.Unix(unix, int64(micro)*1000).UTC(), true
 }
