@@ -1,8 +1,8 @@
 package parse
 
 import (
-	"slices"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
