@@ -75,26 +75,37 @@ func TestParseFields(t *testing.T) {
 // TestEdgeCases runs every case through the decoder and the oracle; the
 // expected reason ("" = accepted) pins down the decoder's own answer.
 func TestEdgeCases(t *testing.T) {
-	f := func(name, line string, want Reason) {
-		t.Helper()
+	for _, c := range edgeCases() {
 		var p Parser
-		e, err := p.Parse([]byte(line))
+		e, err := p.Parse([]byte(c.line))
 		var got Reason
 		if err != nil {
 			var perr *Error
 			if !errors.As(err, &perr) {
-				t.Errorf("%s: error %T", name, err)
-				return
+				t.Errorf("%s: error %T", c.name, err)
+				continue
 			}
 			got = perr.Reason
 		}
-		if got != want {
-			t.Errorf("%s: reason %q, want %q (err %v)\nline %q", name, got, want, err, line)
+		if got != c.want {
+			t.Errorf("%s: reason %q, want %q (err %v)\nline %q", c.name, got, c.want, err, c.line)
 		}
-		if msg := compare([]byte(line), e, err); msg != "" {
-			t.Errorf("%s: differs from the oracle: %s\nline %q", name, msg, line)
+		if msg := compare([]byte(c.line), e, err); msg != "" {
+			t.Errorf("%s: differs from the oracle: %s\nline %q", c.name, msg, c.line)
 		}
 	}
+}
+
+type edgeCase struct {
+	name, line string
+	want       Reason // "" when the line is an event
+}
+
+// edgeCases covers every item of the correctness contract; the fuzz target
+// uses them as seeds.
+func edgeCases() []edgeCase {
+	var cases []edgeCase
+	f := func(name, line string, want Reason) { cases = append(cases, edgeCase{name, line, want}) }
 	// Empty and not objects.
 	f("empty", "", ReasonEmpty)
 	f("blank", " \t\r\n ", ReasonEmpty)
@@ -263,6 +274,7 @@ func TestEdgeCases(t *testing.T) {
 	f("deep nesting too deep", ev(`"requestObject":`+strings.Repeat("[", maxDepth)+strings.Repeat("]", maxDepth)), ReasonSyntax)
 	f("deep nesting in metadata", ev(`"requestObject":{"metadata":{"managedFields":`+strings.Repeat("[", maxDepth-3)+strings.Repeat("]", maxDepth-3)+`}}`), "")
 	f("deep nesting in metadata too deep", ev(`"requestObject":{"metadata":{"managedFields":`+strings.Repeat("[", maxDepth-2)+strings.Repeat("]", maxDepth-2)+`}}`), ReasonSyntax)
+	return cases
 }
 
 func TestErrorMessage(t *testing.T) {
