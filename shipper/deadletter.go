@@ -1,0 +1,155 @@
+package shipper
+
+import (
+	"bufio"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+	"unicode/utf8"
+)
+
+// deadLetter is one line no sink could take, with why.
+type deadLetter struct {
+	Time   time.Time `json:"time"`
+	Sink   string    `json:"sink"`
+	File   string    `json:"file"`
+	Offset int64     `json:"offset"`
+	Length int64     `json:"length"`
+	Reason string    `json:"reason"`
+	Error  string    `json:"error"`
+	// Line is the line when it is valid UTF-8; LineBase64 otherwise, so
+	// that every byte is kept.
+	Line       *string `json:"line,omitempty"`
+	LineBase64 string  `json:"line_base64,omitempty"`
+	Truncated  bool    `json:"truncated,omitempty"`
+}
+
+// maxDeadLetterLine bounds how much of one line the dead-letter file keeps;
+// past it the record says truncated and still gives the whole length.
+const maxDeadLetterLine = 256 << 20
+
+// deadLetters appends records to the dead-letter file. Every sink's reader
+// and sender writes here, so a mutex keeps records whole.
+type deadLetters struct {
+	path string
+
+	mu sync.Mutex
+	f  *os.File
+	w  *bufio.Writer
+}
+
+func openDeadLetters(path string) (*deadLetters, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, fmt.Errorf("creating the dead-letter directory for %q: %w", path, err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("opening dead-letter file %q: %w; set dead_letter.path to a writable file", path, err)
+	}
+	return &deadLetters{path: path, f: f, w: bufio.NewWriterSize(f, 64<<10)}, nil
+}
+
+// write appends one record for a line held whole in memory.
+func (d *deadLetters) write(rec deadLetter, line []byte) error {
+	rec.Length = int64(len(line))
+	if utf8.Valid(line) {
+		s := string(line)
+		rec.Line = &s
+	} else {
+		rec.LineBase64 = base64.StdEncoding.EncodeToString(line)
+	}
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("encoding a dead letter: %w", err)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, err := d.w.Write(append(b, '\n')); err != nil {
+		return fmt.Errorf("writing to dead-letter file %q: %w", d.path, err)
+	}
+	return nil
+}
+
+// stream appends one record for a line too long to hold: head is its start,
+// and rest is called until it reports the line ended, writing the remaining
+// bytes to the writer it is given. The line is kept as base64 (its bytes
+// are not known to be UTF-8 when the record starts), up to
+// maxDeadLetterLine bytes.
+func (d *deadLetters) stream(rec deadLetter, head []byte, rest func(io.Writer) (bool, error)) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	hdr, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("encoding a dead letter: %w", err)
+	}
+	// Open the record, leaving it to be closed with the line and length.
+	d.w.Write(hdr[:len(hdr)-1])
+	d.w.WriteString(`,"line_base64":"`)
+	enc := base64.NewEncoder(base64.StdEncoding, d.w)
+	cw := &cappedWriter{w: enc, room: maxDeadLetterLine}
+	cw.Write(head)
+	for {
+		ended, err := rest(cw)
+		if err != nil {
+			return err
+		}
+		if ended {
+			break
+		}
+	}
+	enc.Close()
+	fmt.Fprintf(d.w, `","length":%d`, cw.n)
+	if cw.n > maxDeadLetterLine {
+		d.w.WriteString(`,"truncated":true`)
+	}
+	if _, err := d.w.WriteString("}\n"); err != nil {
+		return fmt.Errorf("writing to dead-letter file %q: %w", d.path, err)
+	}
+	return nil
+}
+
+// cappedWriter passes on at most room bytes and counts them all.
+type cappedWriter struct {
+	w    io.Writer
+	room int64
+	n    int64
+}
+
+func (c *cappedWriter) Write(p []byte) (int, error) {
+	c.n += int64(len(p))
+	if c.room > 0 {
+		k := min(int64(len(p)), c.room)
+		c.room -= k
+		if _, err := c.w.Write(p[:k]); err != nil {
+			return 0, err
+		}
+	}
+	return len(p), nil
+}
+
+// sync makes every record written so far durable; the saver calls it
+// before a position that depends on those records is saved.
+func (d *deadLetters) sync() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.w.Flush(); err != nil {
+		return fmt.Errorf("writing to dead-letter file %q: %w", d.path, err)
+	}
+	if err := d.f.Sync(); err != nil {
+		return fmt.Errorf("syncing dead-letter file %q: %w", d.path, err)
+	}
+	return nil
+}
+
+func (d *deadLetters) close() error {
+	if err := d.sync(); err != nil {
+		d.f.Close()
+		return err
+	}
+	return d.f.Close()
+}

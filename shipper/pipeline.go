@@ -1,0 +1,598 @@
+package shipper
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/audit-shipper/audit-shipper/config"
+	"github.com/audit-shipper/audit-shipper/parse"
+	"github.com/audit-shipper/audit-shipper/sinks"
+)
+
+// surveyEvery is how often a reader that never waits (it is behind) looks
+// at the directory anyway, to see generations rotated in and deleted again.
+const surveyEvery = 2 * time.Second
+
+// pipeline carries one sink's events from its own cursor over the audit log
+// to its acknowledged position. Its reader goroutine owns the cursor and
+// the batch being filled; its senders own a batch each while it is sent;
+// its committer owns the order of acknowledgements.
+type pipeline struct {
+	name     string
+	sink     sinks.Sink
+	cfg      config.Sink
+	src      config.Source
+	requests int
+	log      *slog.Logger
+	m        *sinkMetrics
+	dl       *deadLetters
+	store    *positionStore
+	health   *health
+	// wake is poked when the audit log's directory changes.
+	wake chan struct{}
+
+	maxInflight int64
+	inflight    atomic.Int64
+	// released is poked by the committer when in-flight bytes drop.
+	released chan struct{}
+
+	batches sync.Pool
+}
+
+// batch is a run of consecutive lines of the audit log: the records to
+// send, and the position after its last line (lines that were
+// dead-lettered or dropped included).
+type batch struct {
+	seq   uint64
+	recs  []sinks.Record
+	arena []byte // the records' bytes: lines and auditIDs
+	bytes int64  // in-flight bytes held until acknowledged
+	end   Position
+	first time.Time
+	ok    bool
+}
+
+func newPipeline(name string, sink sinks.Sink, cfg config.Sink, src config.Source, requests int,
+	log *slog.Logger, m *sinkMetrics, dl *deadLetters, store *positionStore) *pipeline {
+	p := &pipeline{
+		name: name, sink: sink, cfg: cfg, src: src, requests: requests, log: log, m: m, dl: dl, store: store,
+		health:      &health{},
+		wake:        make(chan struct{}, 1),
+		released:    make(chan struct{}, 1),
+		maxInflight: int64(cfg.MaxInflightBytes),
+	}
+	p.batches.New = func() any {
+		return &batch{arena: make([]byte, 0, int(cfg.Batch.MaxBytes)+64<<10)}
+	}
+	return p
+}
+
+func poke(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// run reads until readCtx is done, then lets the batches already read be
+// delivered until sendCtx is done, and returns when every goroutine it
+// started has returned.
+func (p *pipeline) run(readCtx, sendCtx context.Context) error {
+	toSend := make(chan *batch, p.requests)
+	sent := make(chan *batch, p.requests)
+	var senders sync.WaitGroup
+	for range p.requests {
+		senders.Go(func() { p.send(sendCtx, toSend, sent) })
+	}
+	committed := make(chan struct{})
+	go func() {
+		defer close(committed)
+		p.commit(sent)
+	}()
+	r := &reader{p: p, out: toSend, cur: newCursor(p.src.Path, int(p.src.MaxLineBytes), p.log)}
+	err := r.run(readCtx)
+	close(toSend)
+	senders.Wait()
+	close(sent)
+	<-committed
+	return err
+}
+
+// reader turns lines into batches. It is the only goroutine that touches
+// its cursor, parser and current batch.
+type reader struct {
+	p      *pipeline
+	out    chan<- *batch
+	cur    *cursor
+	parser parse.Parser
+	b      *batch
+	seq    uint64
+	poll   *time.Ticker
+	timer  *time.Timer
+	survey time.Time
+}
+
+func (r *reader) run(ctx context.Context) error {
+	p := r.p
+	r.poll = time.NewTicker(p.src.PollInterval.D())
+	defer r.poll.Stop()
+	r.timer = time.NewTimer(time.Hour)
+	r.timer.Stop()
+	defer r.cur.close()
+	defer p.m.filesOpen.Set(0)
+
+	if err := r.open(ctx); err != nil {
+		return err
+	}
+	for ctx.Err() == nil {
+		line, off, tooLong, err := r.cur.next()
+		switch {
+		case err == nil:
+			r.line(ctx, line, off, tooLong)
+		case errors.Is(err, errWait):
+			r.idle(ctx)
+		case errors.Is(err, errDone):
+			r.advance(ctx)
+		default:
+			p.log.Error("reading the audit log failed; retrying", "err", err)
+			r.wait(ctx)
+		}
+	}
+	r.flush()
+	return nil
+}
+
+// open puts the cursor where the sink left off, or where start_at says.
+func (r *reader) open(ctx context.Context) error {
+	p := r.p
+	saved, ok := p.store.get(p.name)
+	for ctx.Err() == nil {
+		var err error
+		if ok {
+			var lost []FileRef
+			lost, err = r.cur.resume(saved)
+			r.lost(lost)
+			if err == nil {
+				p.log.Info("resuming", "file", r.cur.gen.path, "offset", r.cur.offset())
+			}
+		} else {
+			err = r.cur.startAt(p.src.StartAt)
+			if err == nil {
+				p.log.Info("starting", "file", r.cur.gen.path, "offset", r.cur.offset(), "start_at", p.src.StartAt)
+			}
+		}
+		switch {
+		case err == nil:
+			p.m.filesOpen.Set(1)
+			if ok && r.cur.id != saved.File {
+				// Moved on from a lost generation: save where it stands now.
+				r.mark(r.cur.position(r.cur.offset()))
+			}
+			return nil
+		case errors.Is(err, errWait), errors.Is(err, errRenamed):
+		default:
+			p.log.Error("cannot open the audit log; retrying", "path", p.src.Path, "err", err)
+		}
+		r.wait(ctx)
+	}
+	return nil
+}
+
+// line handles one line read from the audit log.
+func (r *reader) line(ctx context.Context, line []byte, off int64, tooLong bool) {
+	p := r.p
+	rec := deadLetter{Sink: p.name, File: r.cur.gen.path, Offset: off}
+	if tooLong {
+		rec.Reason = reasonTooLong
+		rec.Error = fmt.Sprintf("line longer than source.max_line_bytes (%d bytes); raise it if such events are expected", p.src.MaxLineBytes)
+		r.deadStream(ctx, rec, line)
+		return
+	}
+	p.m.linesRead.Inc()
+	p.m.bytesRead.Add(float64(r.cur.offset() - off))
+	ev, err := r.parser.Parse(line)
+	if err != nil {
+		var pe *parse.Error
+		rec.Reason = string(parse.ReasonSyntax)
+		if errors.As(err, &pe) {
+			rec.Reason = string(pe.Reason)
+		}
+		rec.Error = err.Error()
+		r.dead(ctx, rec, line)
+		return
+	}
+	r.add(ctx, line, ev)
+	if time.Since(r.survey) > surveyEvery {
+		r.resurvey()
+	}
+}
+
+func (r *reader) dead(ctx context.Context, rec deadLetter, line []byte) {
+	rec.Time = time.Now().UTC()
+	for {
+		err := r.p.dl.write(rec, line)
+		if err == nil {
+			break
+		}
+		// The position must not pass a line that was neither shipped nor
+		// kept: stay here until the dead-letter file can be written.
+		r.p.log.Error("cannot write the dead-letter file; the sink's position waits here", "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+	}
+	r.p.m.deadLetters[rec.Reason].Inc()
+	r.mark(r.cur.position(r.cur.offset()))
+}
+
+// deadStream dead-letters a line too long to hold, streaming its rest.
+func (r *reader) deadStream(ctx context.Context, rec deadLetter, head []byte) {
+	rec.Time = time.Now().UTC()
+	r.flush()
+	err := r.p.dl.stream(rec, head, func(w io.Writer) (bool, error) {
+		ended, err := r.cur.rest(w)
+		if errors.Is(err, errWait) {
+			if ctx.Err() != nil {
+				return true, ctx.Err()
+			}
+			r.idle(ctx)
+			return false, nil
+		}
+		return ended, err
+	})
+	r.p.m.linesRead.Inc()
+	if err != nil {
+		r.p.log.Error("cannot dead-letter an over-long line; the sink's position stops before it", "file", rec.File, "offset", rec.Offset, "err", err)
+		return
+	}
+	r.p.m.bytesRead.Add(float64(r.cur.offset() - rec.Offset))
+	r.p.m.deadLetters[rec.Reason].Inc()
+	r.mark(r.cur.position(r.cur.offset()))
+}
+
+// add puts an event into the current batch, waiting for room under the
+// in-flight bound first.
+func (r *reader) add(ctx context.Context, line []byte, ev *parse.Event) {
+	p := r.p
+	n := int64(len(line))
+	if !r.reserve(ctx, n) {
+		return
+	}
+	b := r.batch()
+	start := len(b.arena)
+	b.arena = append(b.arena, line...)
+	b.arena = append(b.arena, ev.AuditID...)
+	arena := b.arena[start:]
+	b.recs = append(b.recs, sinks.Record{
+		Line:         arena[:len(line)],
+		AuditID:      unsafe.String(unsafe.SliceData(arena[len(line):]), len(ev.AuditID)),
+		Stage:        stageName(ev.Stage),
+		StageTime:    ev.StageTime,
+		ReceivedTime: ev.RequestReceived,
+	})
+	b.bytes += n
+	b.end = r.cur.position(r.cur.offset())
+	if len(b.recs) >= p.cfg.Batch.MaxEvents || len(b.arena) >= int(p.cfg.Batch.MaxBytes) || time.Since(b.first) >= p.cfg.Batch.MaxWait.D() {
+		r.flush()
+	}
+}
+
+var stages = []string{"RequestReceived", "ResponseStarted", "ResponseComplete", "Panic"}
+
+// stageName returns a string that outlives the parser's buffers.
+func stageName(s string) string {
+	for _, k := range stages {
+		if s == k {
+			return k
+		}
+	}
+	return string([]byte(s))
+}
+
+// reserve takes n bytes of the in-flight budget, waiting while the sink
+// holds too many. A line larger than the whole budget goes alone.
+func (r *reader) reserve(ctx context.Context, n int64) bool {
+	p := r.p
+	for {
+		held := p.inflight.Load()
+		if held == 0 || held+n <= p.maxInflight {
+			break
+		}
+		// The batch being filled holds budget too: send it so that it can
+		// be acknowledged, then wait for the committer.
+		r.flush()
+		select {
+		case <-p.released:
+		case <-ctx.Done():
+			return false
+		}
+	}
+	p.m.inflight.Set(float64(p.inflight.Add(n)))
+	return true
+}
+
+// mark moves the current batch's end past lines that carry no record.
+func (r *reader) mark(pos Position) {
+	r.batch().end = pos
+}
+
+func (r *reader) batch() *batch {
+	if r.b == nil {
+		r.b = r.p.batches.Get().(*batch)
+		r.b.first = time.Now()
+		r.timer.Reset(r.p.cfg.Batch.MaxWait.D())
+	}
+	return r.b
+}
+
+// flush hands the current batch to the senders.
+func (r *reader) flush() {
+	if r.b == nil {
+		return
+	}
+	r.timer.Stop()
+	r.b.seq = r.seq
+	r.seq++
+	r.out <- r.b
+	r.b = nil
+}
+
+// idle runs when the open generation has no complete line: it checks for
+// rotation and truncation, then waits for a change.
+func (r *reader) idle(ctx context.Context) {
+	p := r.p
+	truncated, err := r.cur.check()
+	if truncated {
+		p.m.truncations.Inc()
+		r.mark(r.cur.position(0))
+	}
+	if err != nil {
+		p.log.Error("checking the open audit log failed", "err", err)
+	}
+	if r.cur.final {
+		return // drain it to the end, then advance
+	}
+	if time.Since(r.survey) > surveyEvery {
+		r.resurvey()
+	}
+	r.updateLag()
+	r.wait(ctx)
+}
+
+// wait blocks until the directory changes, the poll interval passes, the
+// batch is due, or ctx is done.
+func (r *reader) wait(ctx context.Context) {
+	select {
+	case <-ctx.Done():
+	case <-r.p.wake:
+	case <-r.poll.C:
+	case <-r.timer.C:
+		r.flush()
+	}
+}
+
+// advance moves to the next generation once the open one is finished.
+func (r *reader) advance(ctx context.Context) {
+	p := r.p
+	from := r.cur.gen.path
+	lost, err := r.cur.advance()
+	r.lost(lost)
+	switch {
+	case err == nil:
+		p.m.rotations.Inc()
+		p.log.Info("following rotation", "from", from, "to", r.cur.gen.path)
+		r.mark(r.cur.position(0))
+		r.updateLag()
+	case errors.Is(err, errWait), errors.Is(err, errRenamed):
+		r.wait(ctx)
+	default:
+		p.log.Error("cannot open the next generation of the audit log; retrying", "err", err)
+		r.wait(ctx)
+	}
+}
+
+func (r *reader) resurvey() {
+	r.survey = time.Now()
+	lost, err := r.cur.resurvey()
+	if err != nil {
+		r.p.log.Error("listing the audit log directory failed", "err", err)
+	}
+	r.lost(lost)
+	r.updateLag()
+}
+
+func (r *reader) lost(files []FileRef) {
+	for _, f := range files {
+		r.p.log.Warn("audit log generation deleted before it was shipped",
+			"file", f.Path, "lost_bytes", f.Size,
+			"fix", "raise the apiserver's --audit-log-maxbackup or restore the sink sooner; bytes written after the last save cannot be counted")
+		r.p.m.lostBytes.Add(float64(f.Size))
+		r.p.m.lostFiles.Inc()
+	}
+}
+
+// updateLag sets the lag gauge: what is on disk past the acknowledged
+// position, counted from what is read plus what is in flight.
+func (r *reader) updateLag() {
+	lag := r.p.inflight.Load() + max(r.cur.gen.size-r.cur.offset(), 0)
+	for _, a := range r.cur.ahead {
+		lag += a.Size
+	}
+	r.p.m.lagBytes.Set(float64(lag))
+}
+
+// send delivers batches until in is closed. Once ctx is done it passes the
+// remaining batches on undelivered, so that none is acknowledged.
+func (p *pipeline) send(ctx context.Context, in <-chan *batch, out chan<- *batch) {
+	for b := range in {
+		b.ok = len(b.recs) == 0 || (ctx.Err() == nil && p.deliver(ctx, b.recs) == nil)
+		out <- b
+	}
+}
+
+// deliver sends recs until the sink has taken or rejected each of them.
+// It gives up only when ctx is done.
+func (p *pipeline) deliver(ctx context.Context, recs []sinks.Record) error {
+	backoff := p.cfg.Retry.MinBackoff.D()
+	for {
+		err := p.sink.Send(ctx, recs)
+		if err == nil {
+			p.m.outcomes["ok"].Inc()
+			p.delivered()
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		var items sinks.ItemErrors
+		switch {
+		case errors.As(err, &items):
+			p.m.outcomes["partial"].Inc()
+			var again []sinks.Record
+			for _, it := range items {
+				if sinks.IsPermanent(it.Err) {
+					p.reject(recs[it.Index], it.Err)
+				} else {
+					again = append(again, recs[it.Index])
+				}
+			}
+			if len(again) == 0 {
+				p.delivered()
+				return nil
+			}
+			recs = again
+		case sinks.IsPermanent(err):
+			p.m.outcomes["permanent"].Inc()
+			if len(recs) == 1 {
+				p.reject(recs[0], err)
+				return nil
+			}
+			// Split to find the records at fault; the others go through.
+			half := len(recs) / 2
+			if err := p.deliver(ctx, recs[:half]); err != nil {
+				return err
+			}
+			return p.deliver(ctx, recs[half:])
+		default:
+			p.m.outcomes["retryable"].Inc()
+			if p.health.failed(err) {
+				p.log.Warn("sink is failing; retrying with backoff until it accepts", "err", err)
+			}
+		}
+		p.m.retries.Inc()
+		wait := max(jitter(backoff), sinks.RetryAfter(err))
+		backoff = min(backoff*2, p.cfg.Retry.MaxBackoff.D())
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+	}
+}
+
+// jitter spreads retries over [d/2, d).
+func jitter(d time.Duration) time.Duration {
+	if d <= 1 {
+		return d
+	}
+	return d/2 + rand.N(d/2)
+}
+
+func (p *pipeline) delivered() {
+	p.m.lastSuccess.SetToCurrentTime()
+	if n := p.health.recovered(); n > 0 {
+		p.log.Info("sink is delivering again", "failed_attempts", n)
+	}
+}
+
+// reject dead-letters a record the sink will never accept.
+func (p *pipeline) reject(rec sinks.Record, err error) {
+	dl := deadLetter{Time: time.Now().UTC(), Sink: p.name, Reason: reasonSinkRejected,
+		Error: fmt.Sprintf("auditID %s stage %s: %s: %v", rec.AuditID, rec.Stage, sinks.PermanentReason(err), err)}
+	if werr := p.dl.write(dl, rec.Line); werr != nil {
+		p.log.Error("cannot write the dead-letter file", "err", werr)
+	}
+	p.m.deadLetters[reasonSinkRejected].Inc()
+}
+
+// commit acknowledges batches in file order: a sink's position moves only
+// past batches whose every predecessor is delivered too.
+func (p *pipeline) commit(in <-chan *batch) {
+	pending := map[uint64]*batch{}
+	var next uint64
+	broken := false
+	for b := range in {
+		pending[b.seq] = b
+		for {
+			b, ok := pending[next]
+			if !ok {
+				break
+			}
+			delete(pending, next)
+			next++
+			if !b.ok {
+				broken = true // abandoned at shutdown: nothing after it may count
+			}
+			if !broken {
+				p.store.set(p.name, b.end)
+				p.m.shipped.Add(float64(len(b.recs)))
+			}
+			p.m.inflight.Set(float64(p.inflight.Add(-b.bytes)))
+			poke(p.released)
+			clear(b.recs)
+			*b = batch{recs: b.recs[:0], arena: b.arena[:0]}
+			p.batches.Put(b)
+		}
+	}
+}
+
+// health is what /readyz reports for one sink.
+type health struct {
+	mu       sync.Mutex
+	since    time.Time // when the current run of failures began
+	attempts int
+	lastErr  error
+}
+
+// failed records a failed attempt and reports whether it began a run.
+func (h *health) failed(err error) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.lastErr = err
+	h.attempts++
+	if h.since.IsZero() {
+		h.since = time.Now()
+		return true
+	}
+	return false
+}
+
+// recovered ends a run of failures and returns how many attempts it had.
+func (h *health) recovered() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := h.attempts
+	h.since, h.attempts, h.lastErr = time.Time{}, 0, nil
+	return n
+}
+
+// status returns an error when the sink has been failing for longer than
+// grace.
+func (h *health) status(grace time.Duration) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.since.IsZero() || time.Since(h.since) < grace {
+		return nil
+	}
+	return fmt.Errorf("failing for %s (%d attempts), last error: %v", time.Since(h.since).Round(time.Second), h.attempts, h.lastErr)
+}
