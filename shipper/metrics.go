@@ -86,9 +86,9 @@ var sendOutcomes = []string{"ok", "retryable", "permanent", "partial"}
 // sinkMetrics are the children of the metrics for one sink, looked up once.
 type sinkMetrics struct {
 	linesRead, bytesRead, shipped, rotations, lostBytes, lostFiles, truncations, retries prometheus.Counter
-	lagBytes, inflight, filesOpen, lastSuccess                                          prometheus.Gauge
-	deadLetters                                                                         map[string]prometheus.Counter
-	outcomes                                                                            map[string]prometheus.Counter
+	lagBytes, inflight, filesOpen, lastSuccess                                           prometheus.Gauge
+	deadLetters                                                                          map[string]prometheus.Counter
+	outcomes                                                                             map[string]prometheus.Counter
 }
 
 func (m *metrics) forSink(name string) *sinkMetrics {
