@@ -701,7 +701,9 @@ func (p *Parser) skipValue(b []byte, i, depth int) (int, *Error) {
 			}
 			stack = append(stack, c)
 			if c == '{' {
-				if i, err = p.skipKey(b, i); err != nil {
+				if k := p.keyEnd(b, i); k > 0 && k < len(b) && b[k] > ' ' {
+					i = k
+				} else if i, err = p.skipKey(b, i); err != nil {
 					return 0, p.fail(b, err)
 				}
 			}
@@ -735,7 +737,13 @@ func (p *Parser) skipValue(b []byte, i, depth int) (int, *Error) {
 			if b[i] == ',' {
 				i = skipWS(b, i+1)
 				if top == '{' {
-					if i, err = p.skipKey(b, i); err != nil {
+					k := 0
+					if i < len(b) {
+						k = p.keyEnd(b, i)
+					}
+					if k > 0 && k < len(b) && b[k] > ' ' {
+						i = k
+					} else if i, err = p.skipKey(b, i); err != nil {
 						return 0, p.fail(b, err)
 					}
 				} else if i == len(b) {
@@ -753,6 +761,20 @@ func (p *Parser) skipValue(b []byte, i, depth int) (int, *Error) {
 			i++
 		}
 	}
+}
+
+// keyEnd is the common case of skipKey, small enough to inline: a plain key
+// directly followed by ':'. It returns the index past the ':', or 0; i must
+// be within b.
+func (p *Parser) keyEnd(b []byte, i int) int {
+	if b[i] == '"' {
+		// No test for plainEnd's 0: b[0] is never ':' in a line that got
+		// this far (it starts with whitespace or '{').
+		if e := p.plainEnd(b, i+1); e < len(b) && b[e] == ':' {
+			return e + 1
+		}
+	}
+	return 0
 }
 
 // skipKey is key for skipped objects: it does not unescape.
