@@ -665,25 +665,25 @@ func TestDecodeKinds(t *testing.T) {
 	f("    kep: x\n", all{}, `mem.yaml:4: sinks[0].kep: unknown key; did you mean "keep"? (valid keys here: a, any, batch, f, keep, l, m, max_inflight_bytes, max_requests_in_flight, name, null, p, retry, type, u, untagged)`)
 	f("    skipped: x\n", all{}, `mem.yaml:4: sinks[0].skipped: unknown key; valid keys here: a, any, batch, f, keep, l, m, max_inflight_bytes, max_requests_in_flight, name, null, p, retry, type, u, untagged`)
 	f("    l: [&one 1KiB, *one]\n    m: {}\n", all{L: []Size{1024, 1024}, M: map[string]int{}, Keep: "default"}, "")
-	f("    u: -1\n", all{}, `mem.yaml:4: sinks[0].u: found the number -1, expected a whole number such as 1000`)
-	f("    u: 70000\n", all{}, `mem.yaml:4: sinks[0].u: found the number 70000, expected a whole number such as 1000`)
-	f("    f: fast\n", all{}, `mem.yaml:4: sinks[0].f: found "fast", expected a number such as 0.5`)
-	f("    keep: [a]\n", all{}, `mem.yaml:4: sinks[0].keep: found a list, expected a string`)
-	f("    m: {x: true}\n", all{}, `mem.yaml:4: sinks[0].m.x: found the boolean true, expected a whole number such as 1000`)
+	f("    u: -1\n", all{}, `mem.yaml:4: sinks[0].u: found the number -1; write a whole number such as 1000`)
+	f("    u: 70000\n", all{}, `mem.yaml:4: sinks[0].u: found the number 70000; write a whole number such as 1000`)
+	f("    f: fast\n", all{}, `mem.yaml:4: sinks[0].f: found "fast"; write a number such as 0.5`)
+	f("    keep: [a]\n", all{}, `mem.yaml:4: sinks[0].keep: found a list; write a string`)
+	f("    m: {x: true}\n", all{}, `mem.yaml:4: sinks[0].m.x: found the boolean true; write a whole number such as 1000`)
 	f("    m: {x: 1, x: 2}\n", all{}, `mem.yaml:4: sinks[0].m.x: the key appears twice; keep one`)
-	f("    m: [1]\n", all{}, `mem.yaml:4: sinks[0].m: found a list, expected a mapping (key: value lines)`)
+	f("    m: [1]\n", all{}, `mem.yaml:4: sinks[0].m: found a list; write a mapping (key: value lines)`)
 	f("    l: [1KiB, 2XB]\n", all{}, `mem.yaml:4: sinks[0].l[1]: "2XB" is not a size; write a number with a unit such as 512KiB, 4MiB or 1GiB`)
 	f("    l:\n      - 1\n      - {a: 1}\n", all{}, `mem.yaml:6: sinks[0].l[1]: found a mapping, expected a size; write a number with a unit such as 512KiB, 4MiB or 1GiB`)
-	f("    p: 3\n", all{}, `mem.yaml:4: sinks[0].p: found the number 3, expected a mapping (key: value lines)`)
+	f("    p: 3\n", all{}, `mem.yaml:4: sinks[0].p: found the number 3; write a mapping (key: value lines)`)
 }
 
 func TestDecodeWrongShapes(t *testing.T) {
 	for doc, want := range map[string]string{
-		"- a\n":                          `mem.yaml:1: found a list, expected a mapping (key: value lines)`,
-		"sinks: [local]\n":               `mem.yaml:1: sinks[0]: found "local", expected a mapping with at least name and type`,
+		"- a\n":                          `mem.yaml:1: found a list; write a mapping (key: value lines)`,
+		"sinks: [local]\n":               `mem.yaml:1: sinks[0]: found "local"; write a mapping with at least name and type`,
 		"source: {max_line_bytes: 1}\n":  "",
 		"source: {max_line_bytes: -1}\n": `mem.yaml:1: source.max_line_bytes: "-1" is not a size; write a number with a unit such as 512KiB, 4MiB or 1GiB`,
-		"metrics: {pprof: 1}\n":          `mem.yaml:1: metrics.pprof: found the number 1, expected true or false`,
+		"metrics: {pprof: 1}\n":          `mem.yaml:1: metrics.pprof: found the number 1; write true or false`,
 	} {
 		_, err := parse("mem.yaml", []byte(doc))
 		if got := fmt.Sprint(err); (want == "" && err != nil) || (want != "" && got != want) {

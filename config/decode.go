@@ -174,7 +174,11 @@ func (d *decoder) unknown(k *yaml.Node, key string, t reflect.Type, alsoValid []
 }
 
 func (d *decoder) mismatch(n *yaml.Node, key string, line int, want string) *Error {
-	return errorf(d.file, line, key, "found %s, expected %s", describe(n), want)
+	if strings.Contains(want, ";") {
+		// want already says how to write it.
+		return errorf(d.file, line, key, "found %s, expected %s", describe(n), want)
+	}
+	return errorf(d.file, line, key, "found %s; write %s", describe(n), want)
 }
 
 // fieldsOf maps yaml key names to field indexes, following yaml tags the

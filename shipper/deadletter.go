@@ -75,23 +75,21 @@ func (d *deadLetters) write(rec deadLetter, line []byte) error {
 	return nil
 }
 
-// stream appends one record for a line too long to hold: head is its start,
-// and rest is called until it reports the line ended, writing the remaining
-// bytes to the writer it is given. The line is kept as base64 (its bytes
-// are not known to be UTF-8 when the record starts), up to
-// maxDeadLetterLine bytes.
+// stream appends one record for a line too long to hold in memory: head is
+// its start, and rest is called until it reports the line ended, writing
+// the remaining bytes to the writer it is given. The line is spilled to a
+// temporary file beside the dead-letter file (up to maxDeadLetterLine
+// bytes), then copied into the record: as a string when it is valid UTF-8
+// and whole, as base64 otherwise.
 func (d *deadLetters) stream(rec deadLetter, head []byte, rest func(io.Writer) (bool, error)) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	hdr, err := json.Marshal(rec)
+	spill, err := os.CreateTemp(filepath.Dir(d.path), ".dead-letter-line-*")
 	if err != nil {
-		return fmt.Errorf("encoding a dead letter: %w", err)
+		return fmt.Errorf("spilling an over-long line next to %q: %w", d.path, err)
 	}
-	// Open the record, leaving it to be closed with the line and length.
-	d.w.Write(hdr[:len(hdr)-1])
-	d.w.WriteString(`,"line_base64":"`)
-	enc := base64.NewEncoder(base64.StdEncoding, d.w)
-	cw := &cappedWriter{w: enc, room: maxDeadLetterLine}
+	defer os.Remove(spill.Name())
+	defer spill.Close()
+	bw := bufio.NewWriterSize(spill, 256<<10)
+	cw := &cappedWriter{w: bw, room: maxDeadLetterLine}
 	cw.Write(head)
 	for {
 		ended, err := rest(cw)
@@ -102,15 +100,96 @@ func (d *deadLetters) stream(rec deadLetter, head []byte, rest func(io.Writer) (
 			break
 		}
 	}
-	enc.Close()
-	fmt.Fprintf(d.w, `","length":%d`, cw.n)
-	if cw.n > maxDeadLetterLine {
-		d.w.WriteString(`,"truncated":true`)
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("spilling an over-long line to %q: %w", spill.Name(), err)
 	}
-	if _, err := d.w.WriteString("}\n"); err != nil {
+	rec.Length = cw.n
+	rec.Truncated = cw.n > maxDeadLetterLine
+	text := !rec.Truncated
+	if text {
+		if text, err = validUTF8(spill); err != nil {
+			return err
+		}
+	}
+	if _, err := spill.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("rereading %q: %w", spill.Name(), err)
+	}
+	hdr, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("encoding a dead letter: %w", err)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	// The record without its closing brace, then the line, then the brace.
+	d.w.Write(hdr[:len(hdr)-1])
+	if text {
+		d.w.WriteString(`,"line":"`)
+		err = copyEscaped(d.w, spill)
+	} else {
+		d.w.WriteString(`,"line_base64":"`)
+		enc := base64.NewEncoder(base64.StdEncoding, d.w)
+		_, err = io.Copy(enc, spill)
+		if err == nil {
+			err = enc.Close()
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("copying an over-long line into %q: %w", d.path, err)
+	}
+	if _, err := d.w.WriteString("\"}\n"); err != nil {
 		return fmt.Errorf("writing to dead-letter file %q: %w", d.path, err)
 	}
 	return nil
+}
+
+// validUTF8 reads r from its start and reports whether it is valid UTF-8.
+func validUTF8(f *os.File) (bool, error) {
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return false, fmt.Errorf("rereading %q: %w", f.Name(), err)
+	}
+	br := bufio.NewReaderSize(f, 256<<10)
+	for {
+		r, size, err := br.ReadRune()
+		if err == io.EOF {
+			return true, nil
+		}
+		if err != nil {
+			return false, fmt.Errorf("rereading %q: %w", f.Name(), err)
+		}
+		if r == utf8.RuneError && size == 1 {
+			return false, nil
+		}
+	}
+}
+
+// copyEscaped copies valid UTF-8 from r to w as the inside of a JSON
+// string. Only ASCII bytes need escaping, so multi-byte runes split across
+// reads pass through intact.
+func copyEscaped(w *bufio.Writer, r io.Reader) error {
+	const hex = "0123456789abcdef"
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := r.Read(buf)
+		for _, c := range buf[:n] {
+			switch {
+			case c == '"' || c == '\\':
+				w.WriteByte('\\')
+				w.WriteByte(c)
+			case c < 0x20:
+				w.WriteString(`\u00`)
+				w.WriteByte(hex[c>>4])
+				w.WriteByte(hex[c&0xf])
+			default:
+				w.WriteByte(c)
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
 }
 
 // cappedWriter passes on at most room bytes and counts them all.

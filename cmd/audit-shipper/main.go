@@ -132,7 +132,11 @@ func configFlag(name string, args []string, stderr io.Writer, required bool) (st
 
 func load(path string) (*config.Config, error) {
 	if path == "" {
-		return config.Default(), nil
+		cfg := config.Default()
+		if err := cfg.Validate(); err != nil {
+			return nil, err
+		}
+		return cfg, nil
 	}
 	return config.Load(path)
 }

@@ -44,7 +44,7 @@ func New(sec *config.Sink, env sinks.Env) (*Sink, error) {
 		return nil, err
 	}
 	if cfg.Path == "" {
-		return nil, sec.Errorf("path", `missing: set path to the output file, or "-" for standard output`)
+		return nil, sec.Errorf("path", `path is missing; set it to the output file, or "-" for standard output`)
 	}
 	s := &Sink{path: cfg.Path, fsync: cfg.Fsync}
 	if cfg.Path == "-" {
