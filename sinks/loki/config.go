@@ -35,6 +35,7 @@ type Config struct {
 	LabelFields        []string          `yaml:"label_fields"`
 	StructuredMetadata []string          `yaml:"structured_metadata"`
 	Timestamp          string            `yaml:"timestamp"` // stage | received
+	MaxLineSize        config.Size       `yaml:"max_line_size"`
 }
 
 // BasicAuth is HTTP basic authentication; the password may come from a file.
@@ -79,6 +80,9 @@ func defaults() Config {
 			"apiGroup", "code", "sourceIP", "userAgent", "decision",
 		},
 		Timestamp: timestampStage,
+		// Loki's own default (limits_config.max_line_size: 256KB, which
+		// Loki reads in powers of 1000).
+		MaxLineSize: 256_000,
 	}
 }
 
@@ -101,6 +105,7 @@ type settings struct {
 	timeout      time.Duration
 	json         bool
 	received     bool
+	maxLineSize  int               // 0: lines are sent whole
 	staticLabels map[string]string // job, cluster, node and labels
 	labelFields  []field
 	metaFields   []field
@@ -135,6 +140,10 @@ func (c *Config) validate(sec *config.Sink) (*settings, error) {
 	}
 	s.url = c.URL
 
+	if c.MaxLineSize < 0 {
+		return nil, sec.Errorf("max_line_size", "must be 0 (send lines whole) or Loki's limits_config.max_line_size, 256KB by default")
+	}
+	s.maxLineSize = int(c.MaxLineSize)
 	if s.timeout <= 0 {
 		return nil, sec.Errorf("timeout", "must be positive, for example 10s")
 	}

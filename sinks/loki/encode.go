@@ -51,7 +51,8 @@ type encoder struct {
 	values []byte
 	meta   []push.LabelAdapter
 
-	proto []byte
+	proto   []byte
+	scratch []byte // a line being shrunk
 	// jsonSize is the size of the last JSON body, to size the next one.
 	jsonSize int
 }
@@ -79,16 +80,22 @@ func (e *encoder) reset() {
 // oversized reports whether the encoder holds more memory than is worth
 // keeping for the next batch.
 func (e *encoder) oversized() bool {
-	return cap(e.proto) > maxKeptBuffer || cap(e.values) > maxKeptBuffer
+	return cap(e.proto) > maxKeptBuffer || cap(e.values) > maxKeptBuffer || cap(e.scratch) > maxKeptBuffer
+}
+
+// encoded is a request body and what it holds.
+type encoded struct {
+	body      []byte // never reused by the encoder
+	entries   int
+	truncated int // entries shrunk to fit max_line_size
 }
 
 // encode builds the request body for recs. Records whose line cannot be
 // parsed are left out of the request and returned as permanent item errors.
-// The body and the count of entries in it stay valid after the next encode.
 //
-// The entries' lines are views of recs[i].Line, so encode and the use of
-// its body must both happen before Send returns.
-func (e *encoder) encode(recs []sinks.Record) (body []byte, entries int, bad sinks.ItemErrors) {
+// The entries' lines are views of recs[i].Line until the body is built,
+// so encode must return before Send does.
+func (e *encoder) encode(recs []sinks.Record) (out encoded, bad sinks.ItemErrors) {
 	defer e.reset()
 	needParse := len(e.set.labelFields)+len(e.set.metaFields) > 0
 	var ev *parse.Event
@@ -112,19 +119,27 @@ func (e *encoder) encode(recs []sinks.Record) (body []byte, entries int, bad sin
 			}
 			e.meta = append(e.meta, push.LabelAdapter{Name: f.name, Value: view(e.values[from:])})
 		}
+		line := r.Line
+		if max := e.set.maxLineSize; max > 0 && len(line) > max {
+			var removed string
+			if line, removed = e.shrink(line, max); removed != "" {
+				e.meta = append(e.meta, push.LabelAdapter{Name: "truncated", Value: removed})
+				out.truncated++
+			}
+		}
 		var meta push.LabelsAdapter
 		if len(e.meta) > start {
 			meta = e.meta[start:len(e.meta):len(e.meta)]
 		}
 		e.streams[si].Entries = append(e.streams[si].Entries, push.Entry{
 			Timestamp:          e.timestamp(r),
-			Line:               view(r.Line),
+			Line:               view(line),
 			StructuredMetadata: meta,
 		})
-		entries++
+		out.entries++
 	}
-	if entries == 0 {
-		return nil, 0, bad
+	if out.entries == 0 {
+		return out, bad
 	}
 	// Loki wants each stream's entries in time order. Lines come in file
 	// order, which is stageTimestamp order; requestReceivedTimestamp, or a
@@ -136,9 +151,11 @@ func (e *encoder) encode(recs []sinks.Record) (body []byte, entries int, bad sin
 		}
 	}
 	if e.set.json {
-		return e.appendJSON(), entries, bad
+		out.body = e.appendJSON()
+	} else {
+		out.body = e.protobuf()
 	}
-	return e.protobuf(), entries, bad
+	return out, bad
 }
 
 func byTime(a, b push.Entry) int { return a.Timestamp.Compare(b.Timestamp) }

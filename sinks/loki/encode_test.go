@@ -303,3 +303,46 @@ func FuzzAppendJSONString(f *testing.F) {
 
 // jsonValidUTF8: the parser refuses invalid UTF-8, so the sink never sees it.
 func jsonValidUTF8(s string) bool { return strings.ToValidUTF8(s, "") == s }
+
+// TestConcurrentSend runs Send from several goroutines, as the shipper does
+// with max_requests_in_flight > 1 (run it with -race), and checks that
+// every entry arrives once, with its own line.
+func TestConcurrentSend(t *testing.T) {
+	srv, got := captureServer(t)
+	s, _ := newSink(t, "url: "+srv.URL+"/loki/api/v1/push\nmax_line_size: 0") // every line whole
+	recs := records(t, 3, 400, time.Time{})
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for b := g * 100; b < (g+1)*100; b += 25 {
+				if err := s.Send(context.Background(), recs[b:b+25]); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	want := map[string]bool{}
+	for _, r := range recs {
+		want[string(r.Line)] = true
+	}
+	n := 0
+	for _, req := range got() {
+		streams, err := decodePush(req.header.Get("Content-Type"), req.body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, st := range streams {
+			for _, e := range st.Entries {
+				if !want[e.Line] {
+					t.Fatalf("an entry's line is not one that was sent: %.100s", e.Line)
+				}
+				delete(want, e.Line)
+				n++
+			}
+		}
+	}
+	if n != len(recs) || len(want) != 0 {
+		t.Errorf("%d entries arrived, %d lines missing; want %d", n, len(want), len(recs))
+	}
+}

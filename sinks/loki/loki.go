@@ -84,12 +84,12 @@ func New(sec *config.Sink, env sinks.Env) (*Sink, error) {
 // retries. See sinks.Sink for what each error means.
 func (s *Sink) Send(ctx context.Context, recs []sinks.Record) error {
 	enc := s.pool.Get().(*encoder)
-	body, n, bad := enc.encode(recs)
+	out, bad := enc.encode(recs)
 	if !enc.oversized() {
 		s.pool.Put(enc)
 	}
-	if n > 0 {
-		if err := s.push(ctx, body, n); err != nil {
+	if out.entries > 0 {
+		if err := s.push(ctx, out); err != nil {
 			return err
 		}
 	}
@@ -105,8 +105,9 @@ func (s *Sink) Close() error {
 	return nil
 }
 
-// push sends one request body of n entries and classifies the outcome.
-func (s *Sink) push(ctx context.Context, body []byte, n int) error {
+// push sends one request body and classifies the outcome.
+func (s *Sink) push(ctx context.Context, out encoded) error {
+	body, n := out.body, out.entries
 	rctx, cancel := context.WithTimeout(ctx, s.set.timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(rctx, http.MethodPost, s.set.url, bytes.NewReader(body))
@@ -130,6 +131,7 @@ func (s *Sink) push(ctx context.Context, body []byte, n int) error {
 			if resp.StatusCode/100 == 2 {
 				s.metrics.entries.Add(float64(n))
 				s.metrics.bytes.Add(float64(len(body)))
+				s.metrics.truncated.Add(float64(out.truncated))
 				return nil
 			}
 			return s.classify(resp, msg, n)

@@ -23,6 +23,8 @@ type metrics struct {
 	requests *prometheus.CounterVec
 	entries  prometheus.Counter
 	bytes    prometheus.Counter
+	// truncated counts entries shrunk to fit max_line_size.
+	truncated prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -45,13 +47,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "audit_shipper_loki_sent_bytes_total",
 			Help: "Bytes of request bodies (after compression) Loki accepted.",
 		}),
+		truncated: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "audit_shipper_loki_truncated_entries_total",
+			Help: "Entries Loki accepted after members were removed to fit max_line_size (see the truncated structured metadata).",
+		}),
 	}
 	// Every class starts at 0, so that rate() and alerts see it from the
 	// first scrape.
 	for _, c := range []string{class2xx, class3xx, class429, class4xx, class5xx, classError} {
 		m.requests.WithLabelValues(c)
 	}
-	for _, c := range []prometheus.Collector{m.duration, m.requests, m.entries, m.bytes} {
+	for _, c := range []prometheus.Collector{m.duration, m.requests, m.entries, m.bytes, m.truncated} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("registering the loki sink's metrics: %w; is another sink of the same name configured?", err)
 		}

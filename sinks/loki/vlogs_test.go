@@ -49,8 +49,9 @@ func TestVictoriaLogs(t *testing.T) {
 				byID[r.AuditID+"/"+r.Stage] = r
 			}
 			var p parse.Parser
-			rows := vl.Query(t, sel+` | fields _msg, _time, auditID, job, team, cluster, node, stage, level, verb, user, resource, namespace, name, code, sourceIP`)
+			rows := vl.Query(t, sel+` | fields _msg, _time, auditID, job, team, cluster, node, stage, level, verb, user, resource, namespace, name, code, sourceIP, truncated`)
 			seen := map[string]bool{}
+			truncated := 0
 			for _, row := range rows {
 				id := row["auditID"] + "/" + row["stage"]
 				r, ok := byID[id]
@@ -61,8 +62,17 @@ func TestVictoriaLogs(t *testing.T) {
 					t.Fatalf("%s stored twice", id)
 				}
 				seen[id] = true
-				if row["_msg"] != string(r.Line) {
-					t.Fatalf("%s: line not stored byte for byte:\n got %.200s\nwant %.200s", id, row["_msg"], r.Line)
+				if len(r.Line) <= s.set.maxLineSize {
+					if row["_msg"] != string(r.Line) || row["truncated"] != "" {
+						t.Fatalf("%s: line not stored byte for byte:\n got %.200s\nwant %.200s", id, row["_msg"], r.Line)
+					}
+				} else {
+					// Over Loki's max_line_size: shrunk, marked, still the event.
+					truncated++
+					msg, err := p.Parse([]byte(row["_msg"]))
+					if err != nil || msg.AuditID != r.AuditID || len(row["_msg"]) > s.set.maxLineSize || !strings.HasPrefix(row["truncated"], "managedFields") {
+						t.Fatalf("%s: a line of %d bytes stored as %d bytes, truncated=%q, parse error %v", id, len(r.Line), len(row["_msg"]), row["truncated"], err)
+					}
 				}
 				if ts, err := time.Parse(time.RFC3339Nano, row["_time"]); err != nil || !ts.Equal(r.StageTime) {
 					t.Fatalf("%s: _time %s, want stageTimestamp %s", id, row["_time"], r.StageTime.Format(time.RFC3339Nano))
@@ -92,6 +102,10 @@ func TestVictoriaLogs(t *testing.T) {
 			if got := testutil.ToFloat64(s.metrics.entries); got != float64(n) {
 				t.Errorf("sent_entries_total = %v, want %d", got, n)
 			}
+			if got := testutil.ToFloat64(s.metrics.truncated); got != float64(truncated) || (truncated == 0 && !testing.Short()) {
+				t.Errorf("truncated_entries_total = %v, want %d (and more than 0: the corpus has lines over 256KB)", got, truncated)
+			}
+			t.Logf("%d events, %d of them shrunk to fit max_line_size", n, truncated)
 			if strings.Contains(vl.Log(), "ignoring") {
 				t.Errorf("the server dropped rows:\n%s", vl.Log())
 			}
