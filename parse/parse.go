@@ -110,6 +110,7 @@ type Parser struct {
 	groupsHW, ipsHW int // high-water marks of groups and ips in this line, see strs
 
 	kind, apiVersion string
+	dates            dateCache
 	semErr           *Error // first wrong-typed field; reported only if the line is valid JSON
 }
 
@@ -557,7 +558,9 @@ func (p *Parser) time(b []byte, i, depth int, dst *time.Time, field string) (int
 		}
 	}
 	// The oracle (time.Time.UnmarshalJSON) does not unescape: neither do we.
-	if t, ok := parseTime(b[i+1 : end-1]); ok {
+	if t, ok := parseMicroZ(b[i+1:end-1], &p.dates); ok {
+		*dst = t
+	} else if t, ok := parseTime(b[i+1 : end-1]); ok {
 		*dst = t
 	} else {
 		p.mismatch(b, i, field, "an RFC 3339 timestamp like 2006-01-02T15:04:05.000000Z")

@@ -1,6 +1,9 @@
 package parse
 
-import "time"
+import (
+	"encoding/binary"
+	"time"
+)
 
 // parseTime parses the RFC 3339 timestamps kube-apiserver writes,
 // 2006-01-02T15:04:05[.fraction](Z|±hh:mm), with the checks of the standard
@@ -9,9 +12,6 @@ import "time"
 // ninth fractional one ignored). It returns the instant in UTC without
 // allocating.
 func parseTime(s []byte) (time.Time, bool) {
-	if t, ok := parseMicroZ(s); ok {
-		return t, true
-	}
 	if len(s) < len("2006-01-02T15:04:05Z") ||
 		s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' {
 		return time.Time{}, false
@@ -107,27 +107,57 @@ func daysSinceEpoch(y, m, d int) int64 {
 }
 
 // parseMicroZ is the fast path of parseTime for exactly the layout
-// kube-apiserver writes, 2006-01-02T15:04:05.000000Z.
-func parseMicroZ(s []byte) (time.Time, bool) {
-	if len(s) != len("2006-01-02T15:04:05.000000Z") || s[4] != '-' || s[7] != '-' || s[10] != 'T' ||
-		s[13] != ':' || s[16] != ':' || s[19] != '.' || s[26] != 'Z' {
+// kube-apiserver writes, 2006-01-02T15:04:05.000000Z. The date of the last
+// timestamp is cached in c: in an audit log, consecutive timestamps share it.
+func parseMicroZ(s []byte, c *dateCache) (time.Time, bool) {
+	if len(s) != len("2006-01-02T15:04:05.000000Z") || s[10] != 'T' || s[13] != ':' || s[16] != ':' || s[19] != '.' || s[26] != 'Z' {
 		return time.Time{}, false
 	}
-	var d [27]int
-	for _, k := range [...]int{0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18, 20, 21, 22, 23, 24, 25} {
-		c := s[k] - '0'
-		if c > 9 {
+	var days int64
+	if k := binary.LittleEndian.Uint64(s); k == c.key && s[8] == c.d8 && s[9] == c.d9 && c.ok {
+		days = c.days
+	} else {
+		if s[4] != '-' || s[7] != '-' {
 			return time.Time{}, false
 		}
-		d[k] = int(c)
+		year, ok1 := digits4(s[0:4])
+		month, ok2 := digits2(s[5:7])
+		day, ok3 := digits2(s[8:10])
+		if !ok1 || !ok2 || !ok3 || month < 1 || month > 12 || day < 1 || day > daysIn(month, year) {
+			return time.Time{}, false
+		}
+		days = daysSinceEpoch(year, month, day)
+		*c = dateCache{key: k, d8: s[8], d9: s[9], days: days, ok: true}
 	}
-	year := d[0]*1000 + d[1]*100 + d[2]*10 + d[3]
-	month, day := d[5]*10+d[6], d[8]*10+d[9]
-	hour, minute, sec := d[11]*10+d[12], d[14]*10+d[15], d[17]*10+d[18]
-	if month < 1 || month > 12 || day < 1 || day > daysIn(month, year) || hour > 23 || minute > 59 || sec > 59 {
+	hour, ok1 := digits2(s[11:13])
+	minute, ok2 := digits2(s[14:16])
+	sec, ok3 := digits2(s[17:19])
+	hi, ok4 := digits2(s[20:22])
+	mid, ok5 := digits2(s[22:24])
+	lo, ok6 := digits2(s[24:26])
+	if !ok1 || !ok2 || !ok3 || !ok4 || !ok5 || !ok6 || hour > 23 || minute > 59 || sec > 59 {
 		return time.Time{}, false
 	}
-	micro := ((((d[20]*10+d[21])*10+d[22])*10+d[23])*10+d[24])*10 + d[25]
-	unix := daysSinceEpoch(year, month, day)*86400 + int64(hour*3600+minute*60+sec)
-	return time.Unix(unix, int64(micro)*1000).UTC(), true
+	unix := days*86400 + int64(hour*3600+minute*60+sec)
+	return time.Unix(unix, int64((hi*10000+mid*100+lo)*1000)).UTC(), true
+}
+
+// dateCache remembers the days since the epoch of the date of the last
+// timestamp: key holds its first eight bytes ("2006-01-"), d8 and d9 the day.
+type dateCache struct {
+	key    uint64
+	d8, d9 byte
+	days   int64
+	ok     bool
+}
+
+func digits2(s []byte) (int, bool) {
+	a, b := s[0]-'0', s[1]-'0'
+	return int(a)*10 + int(b), a <= 9 && b <= 9
+}
+
+func digits4(s []byte) (int, bool) {
+	h, ok1 := digits2(s[0:2])
+	l, ok2 := digits2(s[2:4])
+	return h*100 + l, ok1 && ok2
 }
