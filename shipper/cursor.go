@@ -86,8 +86,6 @@ func (c *cursor) list() ([]generation, error) {
 // offset is the content offset of the next byte not yet returned.
 func (c *cursor) offset() int64 { return c.readPos - int64(c.end-c.start) }
 
-func (c *cursor) isOpen() bool { return c.f != nil }
-
 // position describes where the cursor stands after everything returned so
 // far (or at off, a content offset in the open generation).
 func (c *cursor) position(off int64) Position {

@@ -1,0 +1,58 @@
+# audit-shipper: the few commands a developer or CI needs. Each target sets
+# up what it uses, so a fresh machine needs only Go and make.
+
+GO          ?= go
+GOBIN       := $(shell $(GO) env GOPATH)/bin
+VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+LDFLAGS     := -s -w -X main.version=$(VERSION)
+BIN         := bin/audit-shipper
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+VLOGS       := github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs@v1.52.1
+# Packages of the fast unit run: everything but the end-to-end suites.
+UNIT        := $(shell $(GO) list ./... | grep -v /test/)
+FUZZTIME    ?= 20s
+
+.PHONY: build demo test unit acceptance fuzz race bench lint tools clean
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/audit-shipper
+
+# The main job on the embedded default: a live, rotating audit log of
+# generated events shipped to a file, metrics on :9464. No server needed.
+demo: build
+	$(BIN) demo
+
+# Everything CI runs.
+test: tools lint unit race acceptance fuzz
+
+unit:
+	$(GO) test -count=1 -timeout 20m $(UNIT)
+
+race:
+	$(GO) test -count=1 -race -timeout 20m ./shipper/... ./sinks/...
+
+# -v: each acceptance test prints its figures (written, delivered, lost...).
+acceptance:
+	$(GO) test -count=1 -v -timeout 20m ./test/acceptance/
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./parse/
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./config/
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./parse/ ./shipper/ ./sinks/...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+# Real servers the tests talk to: VictoriaLogs (Loki push and Elasticsearch
+# bulk APIs), built from source once per machine.
+tools: $(GOBIN)/victoria-logs
+
+$(GOBIN)/victoria-logs:
+	$(GO) install $(VLOGS)
+
+clean:
+	rm -rf bin
