@@ -11,6 +11,7 @@ import (
 	"github.com/audit-shipper/audit-shipper/corpus"
 	"github.com/bytedance/sonic"
 	gojson "github.com/goccy/go-json"
+	k8sjson "sigs.k8s.io/json"
 )
 
 // benchEvent has the same fields as Event, for the general decoders.
@@ -76,6 +77,10 @@ var benchCorpus = sync.OnceValues(func() ([][]byte, int) {
 // throughput, events/s and allocations per event.
 func benchDecoder(b *testing.B, decode func([]byte) error) {
 	lines, size := benchCorpus()
+	benchLines(b, lines, size, decode)
+}
+
+func benchLines(b *testing.B, lines [][]byte, size int, decode func([]byte) error) {
 	for _, l := range lines[:100] { // warm up buffers and caches
 		if err := decode(l); err != nil {
 			b.Fatal(err)
@@ -116,10 +121,32 @@ func BenchmarkDecode(b *testing.B) {
 	b.Run("encoding-json", func(b *testing.B) {
 		benchDecoder(b, func(l []byte) error { var e benchEvent; return json.Unmarshal(l, &e) })
 	})
+	b.Run("sigs.k8s.io-json", func(b *testing.B) {
+		benchDecoder(b, func(l []byte) error { var e benchEvent; return k8sjson.UnmarshalCaseSensitivePreserveInts(l, &e) })
+	})
 	b.Run("goccy-go-json", func(b *testing.B) {
 		benchDecoder(b, func(l []byte) error { var e benchEvent; return gojson.Unmarshal(l, &e) })
 	})
 	b.Run("sonic", func(b *testing.B) {
 		benchDecoder(b, func(l []byte) error { var e benchEvent; return sonic.Unmarshal(l, &e) })
 	})
+}
+
+// BenchmarkParseBySize splits the corpus into Metadata-sized lines (under
+// 1.5 KB, mostly header) and the rest (bodies, mostly skipped).
+func BenchmarkParseBySize(b *testing.B) {
+	lines, _ := benchCorpus()
+	var small, large [][]byte
+	var ns, nl int
+	for _, l := range lines {
+		if len(l) < 1500 {
+			small, ns = append(small, l), ns+len(l)
+		} else {
+			large, nl = append(large, l), nl+len(l)
+		}
+	}
+	var p Parser
+	decode := func(l []byte) error { _, err := p.Parse(l); return err }
+	b.Run("under-1.5KB", func(b *testing.B) { benchLines(b, small, ns, decode) })
+	b.Run("over-1.5KB", func(b *testing.B) { benchLines(b, large, nl, decode) })
 }
