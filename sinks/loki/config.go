@@ -80,8 +80,8 @@ func defaults() Config {
 			"apiGroup", "code", "sourceIP", "userAgent", "decision",
 		},
 		Timestamp: timestampStage,
-		// Loki's own default (limits_config.max_line_size: 256KB, which
-		// Loki reads in powers of 1000).
+		// Loki's own default, limits_config.max_line_size: 256KB, in its
+		// smaller reading, so that a line sent whole is never too long.
 		MaxLineSize: 256_000,
 	}
 }
