@@ -28,6 +28,7 @@ import (
 	"github.com/audit-shipper/audit-shipper/shipper"
 	"github.com/audit-shipper/audit-shipper/sinks"
 	"github.com/audit-shipper/audit-shipper/sinks/file"
+	"github.com/audit-shipper/audit-shipper/sinks/loki"
 )
 
 // version is set at build time: -ldflags "-X main.version=v1.2.3".
@@ -45,6 +46,7 @@ type factory func(*config.Sink, sinks.Env) (sinks.Sink, error)
 // sinkTypes are the values of a sink's type key.
 var sinkTypes = map[string]factory{
 	"file": adapt(file.New),
+	"loki": adapt(loki.New),
 }
 
 func adapt[S sinks.Sink](build func(*config.Sink, sinks.Env) (S, error)) factory {
