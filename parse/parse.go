@@ -146,49 +146,62 @@ func (p *Parser) parse(b []byte) *Error {
 		return p.unexpected(b, i, "'{': an audit event is a JSON object")
 	}
 	i, done, err := p.open(b, i)
+	next := fieldKind // the member kube-apiserver writes next
 	for err == nil && !done {
 		ks := i
-		var key []byte
-		if key, i, err = p.key(b, i); err != nil {
-			break
+		f := p.expected(b, i, next)
+		if f != fieldUnknown {
+			if i = skipWS(b, i+len(topKeys[f])); i == len(b) {
+				err = p.truncated(b)
+				break
+			}
+		} else {
+			var key []byte
+			if key, i, err = p.key(b, i); err != nil {
+				break
+			}
+			f = topField(key)
+		}
+		if f != fieldUnknown {
+			next = f + 1
 		}
 		e := &p.ev
-		switch string(key) {
-		case "kind":
+		switch f {
+		case fieldKind:
 			i, err = p.str(b, i, 1, &p.kind, "kind")
-		case "apiVersion":
+		case fieldAPIVersion:
 			i, err = p.str(b, i, 1, &p.apiVersion, "apiVersion")
-		case "level":
+		case fieldLevel:
 			i, err = p.str(b, i, 1, &e.Level, "level")
-		case "auditID":
+		case fieldAuditID:
 			i, err = p.str(b, i, 1, &e.AuditID, "auditID")
-		case "stage":
+		case fieldStage:
 			i, err = p.str(b, i, 1, &e.Stage, "stage")
-		case "requestURI":
+		case fieldRequestURI:
 			i, err = p.str(b, i, 1, &e.RequestURI, "requestURI")
-		case "verb":
+		case fieldVerb:
 			i, err = p.str(b, i, 1, &e.Verb, "verb")
-		case "userAgent":
+		case fieldUserAgent:
 			i, err = p.str(b, i, 1, &e.UserAgent, "userAgent")
-		case "user":
+		case fieldUser:
 			i, err = p.user(b, i)
-		case "impersonatedUser":
+		case fieldImpersonatedUser:
 			i, err = p.impersonatedUser(b, i)
-		case "sourceIPs":
+		case fieldSourceIPs:
 			i, err = p.strs(b, i, 1, &p.ips, &p.ipsHW, "sourceIPs")
-		case "objectRef":
+		case fieldObjectRef:
 			i, err = p.objectRef(b, i)
-		case "responseStatus":
+		case fieldResponseStatus:
 			i, err = p.responseStatus(b, i)
-		case "requestObject":
+		case fieldRequestObject:
 			i, err = p.body(b, i, ks, &e.RequestObject, &e.RequestManagedFields)
-		case "responseObject":
+		case fieldResponseObject:
 			i, err = p.body(b, i, ks, &e.ResponseObject, &e.ResponseManagedFields)
-		case "requestReceivedTimestamp":
+		case fieldRequestReceived:
 			i, err = p.time(b, i, 1, &e.RequestReceived, "requestReceivedTimestamp")
-		case "stageTimestamp":
+		case fieldStageTime:
 			i, err = p.time(b, i, 1, &e.StageTime, "stageTimestamp")
-		case "annotations":
+		case fieldAnnotations:
 			i, err = p.annotations(b, i, ks)
 		default:
 			i, err = p.skipValue(b, i, 1)
@@ -218,6 +231,68 @@ func (p *Parser) parse(b []byte) *Error {
 	}
 	p.ev.Groups, p.ev.SourceIPs = p.groups, p.ips
 	return nil
+}
+
+// field numbers the members of an Event that the parser reads, in the order
+// kube-apiserver writes them.
+type field uint8
+
+const (
+	fieldUnknown field = iota
+	fieldKind
+	fieldAPIVersion
+	fieldLevel
+	fieldAuditID
+	fieldStage
+	fieldRequestURI
+	fieldVerb
+	fieldUser
+	fieldImpersonatedUser
+	fieldSourceIPs
+	fieldUserAgent
+	fieldObjectRef
+	fieldResponseStatus
+	fieldRequestObject
+	fieldResponseObject
+	fieldRequestReceived
+	fieldStageTime
+	fieldAnnotations
+	fieldCount
+)
+
+// topKeys are the members as kube-apiserver writes them: quoted, without
+// escapes and followed directly by the colon.
+var topKeys = [fieldCount]string{
+	fieldKind: `"kind":`, fieldAPIVersion: `"apiVersion":`, fieldLevel: `"level":`, fieldAuditID: `"auditID":`,
+	fieldStage: `"stage":`, fieldRequestURI: `"requestURI":`, fieldVerb: `"verb":`, fieldUser: `"user":`,
+	fieldImpersonatedUser: `"impersonatedUser":`, fieldSourceIPs: `"sourceIPs":`, fieldUserAgent: `"userAgent":`,
+	fieldObjectRef: `"objectRef":`, fieldResponseStatus: `"responseStatus":`, fieldRequestObject: `"requestObject":`,
+	fieldResponseObject: `"responseObject":`, fieldRequestReceived: `"requestReceivedTimestamp":`,
+	fieldStageTime: `"stageTimestamp":`, fieldAnnotations: `"annotations":`,
+}
+
+// expected reports which of the member kube-apiserver writes next and the
+// two after it (optional members are often absent) starts at i, comparing
+// bytes instead of scanning the key: most lines never need the general path.
+// It returns fieldUnknown when none does.
+func (p *Parser) expected(b []byte, i int, next field) field {
+	for f := next; f < next+3 && f < fieldCount; f++ {
+		k := topKeys[f]
+		if len(b)-i >= len(k) && string(b[i:i+len(k)]) == k {
+			return f
+		}
+	}
+	return fieldUnknown
+}
+
+// topField is the field of a top-level key.
+func topField(key []byte) field {
+	for f := fieldKind; f < fieldCount; f++ {
+		if k := topKeys[f]; len(key) == len(k)-3 && string(key) == k[1:len(k)-2] {
+			return f
+		}
+	}
+	return fieldUnknown
 }
 
 func (p *Parser) user(b []byte, i int) (int, *Error) {
