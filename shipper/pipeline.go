@@ -209,7 +209,7 @@ func (r *reader) line(ctx context.Context, line []byte, off int64, tooLong bool)
 		r.dead(ctx, rec, line)
 		return
 	}
-	r.add(ctx, line, ev)
+	r.add(ctx, line, off, ev)
 	if time.Since(r.survey) > surveyEvery {
 		r.resurvey()
 	}
@@ -262,7 +262,7 @@ func (r *reader) deadStream(ctx context.Context, rec deadLetter, head []byte) {
 
 // add puts an event into the current batch, waiting for room under the
 // in-flight bound first.
-func (r *reader) add(ctx context.Context, line []byte, ev *parse.Event) {
+func (r *reader) add(ctx context.Context, line []byte, off int64, ev *parse.Event) {
 	p := r.p
 	n := int64(len(line))
 	if !r.reserve(ctx, n) {
@@ -279,6 +279,8 @@ func (r *reader) add(ctx context.Context, line []byte, ev *parse.Event) {
 		Stage:        stageName(ev.Stage),
 		StageTime:    ev.StageTime,
 		ReceivedTime: ev.RequestReceived,
+		File:         r.cur.gen.path,
+		Offset:       off,
 	})
 	b.bytes += n
 	b.end = r.cur.position(r.cur.offset())
@@ -517,7 +519,7 @@ func (p *pipeline) delivered() {
 
 // reject dead-letters a record the sink will never accept.
 func (p *pipeline) reject(rec sinks.Record, err error) {
-	dl := deadLetter{Time: time.Now().UTC(), Sink: p.name, Reason: reasonSinkRejected,
+	dl := deadLetter{Time: time.Now().UTC(), Sink: p.name, File: rec.File, Offset: rec.Offset, Reason: reasonSinkRejected,
 		Error: fmt.Sprintf("auditID %s stage %s: %s: %v", rec.AuditID, rec.Stage, sinks.PermanentReason(err), err)}
 	if werr := p.dl.write(dl, rec.Line); werr != nil {
 		p.log.Error("cannot write the dead-letter file", "err", werr)

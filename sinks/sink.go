@@ -30,6 +30,10 @@ type Record struct {
 	StageTime time.Time
 	// ReceivedTime is the event's requestReceivedTimestamp.
 	ReceivedTime time.Time
+	// File and Offset say where the line starts in the audit log, for
+	// messages and dead letters.
+	File   string
+	Offset int64
 }
 
 // Sink delivers batches of records.
