@@ -107,18 +107,18 @@ func TestTLS(t *testing.T) {
 	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	send := func(keys string) (error, *testEnv) {
+	send := func(keys string) (*testEnv, error) {
 		s, env := newSink(t, "addresses: ["+srv.URL+"]\n"+keys)
-		return s.Send(context.Background(), records(t, 1, 3, time.Now())), env
+		return env, s.Send(context.Background(), records(t, 1, 3, time.Now()))
 	}
 
-	if err, _ := send(""); err == nil || sinks.IsPermanent(err) || !strings.Contains(err.Error(), "certificate") {
+	if _, err := send(""); err == nil || sinks.IsPermanent(err) || !strings.Contains(err.Error(), "certificate") {
 		t.Errorf("without the CA: want a retryable certificate error, got %v", err)
 	}
-	if err, _ := send("tls: {ca_file: " + caFile + "}"); err != nil {
+	if _, err := send("tls: {ca_file: " + caFile + "}"); err != nil {
 		t.Errorf("with the CA: %v", err)
 	}
-	err, env := send("tls: {insecure_skip_verify: true}")
+	env, err := send("tls: {insecure_skip_verify: true}")
 	if err != nil {
 		t.Errorf("insecure: %v", err)
 	}
@@ -133,7 +133,7 @@ func TestTLS(t *testing.T) {
 		}
 		return false
 	})
-	if err, _ := send("tls: {ca_file: " + caFile + ", cert_file: " + certFile + ", key_file: " + keyFile + "}"); err != nil {
+	if _, err := send("tls: {ca_file: " + caFile + ", cert_file: " + certFile + ", key_file: " + keyFile + "}"); err != nil {
 		t.Fatal(err)
 	}
 	if gotCN != "audit-shipper" {

@@ -167,3 +167,50 @@ func TestRequestError(t *testing.T) {
 	f(400, "", "illegal_argument_exception", false, "rejected_400", 0)
 	f(413, "", "", false, "too_large", 0)
 }
+
+// FuzzClassify: whatever a server answers, classify names only records
+// that were sent, each once, and an answer it cannot match to the request
+// fails the whole batch as retryable rather than passing it as delivered.
+func FuzzClassify(f *testing.F) {
+	for _, name := range []string{"bulk-mixed.json", "bulk-victorialogs.json"} {
+		b, err := os.ReadFile(filepath.Join("testdata", name))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b, uint8(10))
+	}
+	f.Add([]byte(`{"errors":true,"items":[{"create":{"status":409}},{"create":{"status":0}},{"create":{"status":-1,"error":null}}]}`), uint8(3))
+	recs := records(f, 1, 255, time.Now())
+	f.Fuzz(func(t *testing.T, body []byte, n uint8) {
+		// Send one record in two, so that item k is record 2k.
+		sent := make([]int, 0, n)
+		for k := 0; k < int(n) && 2*k < len(recs); k++ {
+			sent = append(sent, 2*k)
+		}
+		failed, counts, err := classify(body, recs, sent)
+		if err != nil {
+			var r *sinks.RetryableError
+			if !errors.As(err, &r) || failed != nil {
+				t.Fatalf("an unmatched answer must be retryable as a whole, got %v with %d items", err, len(failed))
+			}
+			return
+		}
+		total := 0
+		for _, c := range counts {
+			total += c
+		}
+		if total != len(sent) {
+			t.Fatalf("%d items counted for %d sent", total, len(sent))
+		}
+		seen := map[int]bool{}
+		for _, it := range failed {
+			if it.Index%2 != 0 || it.Index/2 >= len(sent) || seen[it.Index] {
+				t.Fatalf("record %d named, which was not sent or is named twice", it.Index)
+			}
+			seen[it.Index] = true
+		}
+		if len(failed) != counts[resultRetryable]+counts[resultRejected] {
+			t.Fatalf("%d failed but counts say %v", len(failed), counts)
+		}
+	})
+}
