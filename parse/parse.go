@@ -14,10 +14,11 @@
 //   - a top-level value that is not an object is ReasonSyntax, even `null`.
 //
 // Duplicate keys behave as in the oracle: the last one wins for strings,
-// numbers, byte ranges and arrays; objects are merged member by member
-// (user, objectRef, annotations), and `null` clears pointer-like members
-// (impersonatedUser, objectRef, responseStatus, annotations, groups,
-// sourceIPs) but leaves strings and user unchanged.
+// numbers, byte ranges and arrays; objects (user, objectRef, responseStatus,
+// annotations, ...) are merged member by member; `null` clears what Kubernetes
+// holds as a pointer, map or slice (impersonatedUser, objectRef,
+// responseStatus, annotations, groups, sourceIPs) and leaves strings, times
+// and user unchanged; a null annotation value stores "".
 package parse
 
 import (
