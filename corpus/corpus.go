@@ -99,7 +99,10 @@ const (
 
 func (g *Generator) event() {
 	if g.n > 0 {
-		g.stage = g.stage.Add(max(time.Microsecond, time.Duration(g.r.ExpFloat64()*float64(g.step)).Truncate(time.Microsecond)))
+		// Uniform in [0, 2*Step): integer arithmetic, so the output is the
+		// same on every platform (floating-point functions may differ in the
+		// last bit between architectures).
+		g.stage = g.stage.Add(max(time.Microsecond, time.Duration(g.r.Int64N(2*int64(g.step))).Truncate(time.Microsecond)))
 	}
 	x := g.r.IntN(100)
 	switch {
