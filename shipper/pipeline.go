@@ -88,9 +88,17 @@ func poke(c chan struct{}) {
 func (p *pipeline) run(readCtx, sendCtx context.Context) error {
 	toSend := make(chan *batch, p.requests)
 	sent := make(chan *batch, p.requests)
+	started := make(chan struct{})
 	var senders sync.WaitGroup
+	senders.Go(func() {
+		defer close(started)
+		p.start(sendCtx)
+	})
 	for range p.requests {
-		senders.Go(func() { p.send(sendCtx, toSend, sent) })
+		senders.Go(func() {
+			<-started
+			p.send(sendCtx, toSend, sent)
+		})
 	}
 	committed := make(chan struct{})
 	go func() {
@@ -433,6 +441,52 @@ func (r *reader) updateLag() {
 	r.p.m.lagBytes.Set(float64(lag))
 }
 
+// start runs the sink's Start, if it has one, until it succeeds or ctx is
+// done.
+func (p *pipeline) start(ctx context.Context) {
+	st, ok := p.sink.(Starter)
+	if !ok {
+		return
+	}
+	p.retry(ctx, func() error {
+		err := st.Start(ctx)
+		if err != nil && p.health.failed(err) {
+			p.log.Warn("sink cannot start; retrying with backoff", "err", err)
+		}
+		return err
+	})
+	if ctx.Err() == nil {
+		p.delivered()
+	}
+}
+
+// retry calls attempt until it succeeds or ctx is done, with the sink's
+// backoff (and the wait a RetryableError asks for) between attempts.
+func (p *pipeline) retry(ctx context.Context, attempt func() error) {
+	backoff := p.cfg.Retry.MinBackoff.D()
+	for {
+		err := attempt()
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		if !sleep(ctx, max(jitter(backoff), sinks.RetryAfter(err))) {
+			return
+		}
+		backoff = min(backoff*2, p.cfg.Retry.MaxBackoff.D())
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
 // send delivers batches until in is closed. Once ctx is done it passes the
 // remaining batches on undelivered, so that none is acknowledged.
 func (p *pipeline) send(ctx context.Context, in <-chan *batch, out chan<- *batch) {
@@ -445,60 +499,73 @@ func (p *pipeline) send(ctx context.Context, in <-chan *batch, out chan<- *batch
 // deliver sends recs until the sink has taken or rejected each of them.
 // It gives up only when ctx is done.
 func (p *pipeline) deliver(ctx context.Context, recs []sinks.Record) error {
-	backoff := p.cfg.Retry.MinBackoff.D()
-	for {
-		err := p.sink.Send(ctx, recs)
-		if err == nil {
-			p.m.outcomes["ok"].Inc()
+	p.retry(ctx, func() error {
+		var err error
+		recs, err = p.attempt(ctx, recs)
+		if err != nil && ctx.Err() == nil {
+			p.m.retries.Inc()
+		}
+		return err
+	})
+	if len(recs) > 0 {
+		return ctx.Err()
+	}
+	return nil
+}
+
+// attempt sends recs once and returns those to send again, with the error
+// that says why.
+func (p *pipeline) attempt(ctx context.Context, recs []sinks.Record) ([]sinks.Record, error) {
+	err := p.sink.Send(ctx, recs)
+	if err == nil {
+		p.m.outcomes["ok"].Inc()
+		p.delivered()
+		return nil, nil
+	}
+	if ctx.Err() != nil {
+		return recs, ctx.Err()
+	}
+	var items sinks.ItemErrors
+	switch {
+	case errors.As(err, &items):
+		p.m.outcomes["partial"].Inc()
+		var again []sinks.Record
+		var why error
+		for _, it := range items {
+			if sinks.IsPermanent(it.Err) {
+				p.reject(recs[it.Index], it.Err)
+				continue
+			}
+			again = append(again, recs[it.Index])
+			if why == nil {
+				why = it.Err
+			}
+		}
+		if len(again) == 0 {
 			p.delivered()
-			return nil
 		}
-		if ctx.Err() != nil {
-			return ctx.Err()
+		return again, why
+	case sinks.IsPermanent(err):
+		p.m.outcomes["permanent"].Inc()
+		if len(recs) == 1 {
+			p.reject(recs[0], err)
+			return nil, nil
 		}
-		var items sinks.ItemErrors
-		switch {
-		case errors.As(err, &items):
-			p.m.outcomes["partial"].Inc()
-			var again []sinks.Record
-			for _, it := range items {
-				if sinks.IsPermanent(it.Err) {
-					p.reject(recs[it.Index], it.Err)
-				} else {
-					again = append(again, recs[it.Index])
-				}
-			}
-			if len(again) == 0 {
-				p.delivered()
-				return nil
-			}
-			recs = again
-		case sinks.IsPermanent(err):
-			p.m.outcomes["permanent"].Inc()
-			if len(recs) == 1 {
-				p.reject(recs[0], err)
-				return nil
-			}
-			// Split to find the records at fault; the others go through.
-			half := len(recs) / 2
-			if err := p.deliver(ctx, recs[:half]); err != nil {
-				return err
-			}
-			return p.deliver(ctx, recs[half:])
-		default:
-			p.m.outcomes["retryable"].Inc()
-			if p.health.failed(err) {
-				p.log.Warn("sink is failing; retrying with backoff until it accepts", "err", err)
-			}
+		// Split to find the records at fault; the others go through.
+		half := len(recs) / 2
+		if err := p.deliver(ctx, recs[:half]); err != nil {
+			return recs, err
 		}
-		p.m.retries.Inc()
-		wait := max(jitter(backoff), sinks.RetryAfter(err))
-		backoff = min(backoff*2, p.cfg.Retry.MaxBackoff.D())
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(wait):
+		if err := p.deliver(ctx, recs[half:]); err != nil {
+			return recs[half:], err
 		}
+		return nil, nil
+	default:
+		p.m.outcomes["retryable"].Inc()
+		if p.health.failed(err) {
+			p.log.Warn("sink is failing; retrying with backoff until it accepts", "err", err)
+		}
+		return recs, err
 	}
 }
 

@@ -87,7 +87,7 @@ func records(ids ...string) []sinks.Record {
 	return recs
 }
 
-func readDeadLetters(t *testing.T, path string) []deadLetter {
+func deadLetterRecords(t *testing.T, path string) []deadLetter {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
@@ -188,7 +188,7 @@ func TestDeliver(t *testing.T) {
 				t.Fatal(err)
 			}
 			var dead []string
-			for _, d := range readDeadLetters(t, dlPath) {
+			for _, d := range deadLetterRecords(t, dlPath) {
 				var ev struct{ AuditID string }
 				json.Unmarshal([]byte(*d.Line), &ev)
 				dead = append(dead, ev.AuditID)
@@ -289,5 +289,32 @@ func TestCommitInOrder(t *testing.T) {
 	<-done
 	if got := testutil.ToFloat64(p.m.shipped); got != 2 {
 		t.Errorf("shipped counter %v, want 2", got)
+	}
+}
+
+// startingSink fails to start a few times before it succeeds.
+type startingSink struct {
+	scriptedSink
+	failures int
+	starts   int
+}
+
+func (s *startingSink) Start(context.Context) error {
+	s.starts++
+	if s.starts <= s.failures {
+		return sinks.Retryable(errors.New("403: missing manage_index_templates"), 0)
+	}
+	return nil
+}
+
+func TestStartIsRetriedUntilItSucceeds(t *testing.T) {
+	sink := &startingSink{failures: 2}
+	p, _ := testPipeline(t, sink)
+	p.start(context.Background())
+	if sink.starts != 3 {
+		t.Fatalf("Start called %d times, want 3", sink.starts)
+	}
+	if err := p.health.status(0); err != nil {
+		t.Fatalf("after a successful start the sink reports %v", err)
 	}
 }

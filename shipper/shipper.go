@@ -34,6 +34,14 @@ type Ordered interface {
 	Ordered() bool
 }
 
+// Starter is implemented by sinks with work to do before their first Send
+// (installing an index template). Start is called until it succeeds, with
+// the sink's backoff between attempts; the sink's batches wait meanwhile,
+// and its reader stops at the in-flight bound.
+type Starter interface {
+	Start(ctx context.Context) error
+}
+
 // Shipper runs one pipeline per sink and saves their positions.
 type Shipper struct {
 	cfg   *config.Config

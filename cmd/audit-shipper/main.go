@@ -27,6 +27,7 @@ import (
 	"github.com/audit-shipper/audit-shipper/config"
 	"github.com/audit-shipper/audit-shipper/shipper"
 	"github.com/audit-shipper/audit-shipper/sinks"
+	"github.com/audit-shipper/audit-shipper/sinks/elasticsearch"
 	"github.com/audit-shipper/audit-shipper/sinks/file"
 	"github.com/audit-shipper/audit-shipper/sinks/loki"
 )
@@ -45,8 +46,9 @@ type factory func(*config.Sink, sinks.Env) (sinks.Sink, error)
 
 // sinkTypes are the values of a sink's type key.
 var sinkTypes = map[string]factory{
-	"file": adapt(file.New),
-	"loki": adapt(loki.New),
+	"elasticsearch": adapt(elasticsearch.New),
+	"file":          adapt(file.New),
+	"loki":          adapt(loki.New),
 }
 
 func adapt[S sinks.Sink](build func(*config.Sink, sinks.Env) (S, error)) factory {
