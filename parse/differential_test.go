@@ -28,3 +28,29 @@ func TestDifferentialCorpus(t *testing.T) {
 		}
 	}
 }
+
+// TestZeroAllocs: once its buffers have grown, a parser allocates nothing
+// for valid lines.
+func TestZeroAllocs(t *testing.T) {
+	g := corpus.New(corpus.Options{Seed: 5})
+	lines := make([][]byte, 2000)
+	for i := range lines {
+		lines[i] = g.Next(nil)
+	}
+	var p Parser
+	for _, l := range lines {
+		if _, err := p.Parse(l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	allocs := testing.AllocsPerRun(3, func() {
+		for _, l := range lines {
+			if _, err := p.Parse(l); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("%v allocations per %d lines, want 0", allocs, len(lines))
+	}
+}
