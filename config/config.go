@@ -75,6 +75,9 @@ type Rules struct {
 	// RedactSecrets removes the bodies of secrets, token reviews and token
 	// requests. Default true.
 	RedactSecrets bool `yaml:"redact_secrets"`
+	// RedactResources are further resources (such as "configmaps") whose
+	// request and response bodies are removed like those of secrets.
+	RedactResources []string `yaml:"redact_resources"`
 	// PolicyFile is an optional audit.k8s.io/v1 Policy the shipper applies.
 	PolicyFile string `yaml:"policy_file"`
 }
@@ -106,6 +109,10 @@ type Sink struct {
 	MaxRequestsInFlight int `yaml:"max_requests_in_flight"`
 	// Retry defaults: 100ms to 30s.
 	Retry Retry `yaml:"retry"`
+	// Rules overrides the top-level rules for this sink; the keys it does
+	// not set keep the top-level values. Nil when the entry has none: use
+	// Config.RulesFor.
+	Rules *Rules `yaml:"rules"`
 
 	// file is the configuration file, line the line of this entry, key
 	// its path ("sinks[1]") and node the entry's whole mapping (for Decode
@@ -136,4 +143,12 @@ type Shutdown struct {
 	// before the shipper stops anyway (their positions are not saved, so
 	// they are sent again at the next start). Default 20s.
 	Timeout Duration `yaml:"timeout"`
+}
+
+// RulesFor returns the rules that apply to a sink's events.
+func (c *Config) RulesFor(s *Sink) Rules {
+	if s.Rules != nil {
+		return *s.Rules
+	}
+	return c.Rules
 }

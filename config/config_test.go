@@ -536,13 +536,13 @@ func TestDecodeStrict(t *testing.T) {
 		Addresses []string `yaml:"addresses"`
 	}
 	err := s.Decode(&narrow)
-	if err == nil || err.Error() != "mem.yaml:7: sinks[0].tls: unknown key; valid keys here: addresses, batch, max_inflight_bytes, max_requests_in_flight, name, retry, type" {
+	if err == nil || err.Error() != "mem.yaml:7: sinks[0].tls: unknown key; valid keys here: addresses, batch, max_inflight_bytes, max_requests_in_flight, name, retry, rules, type" {
 		t.Errorf("Decode into a struct without tls: %v", err)
 	}
 }
 
 func TestCommonKeys(t *testing.T) {
-	want := []string{"batch", "max_inflight_bytes", "max_requests_in_flight", "name", "retry", "type"}
+	want := []string{"batch", "max_inflight_bytes", "max_requests_in_flight", "name", "retry", "rules", "type"}
 	got := append([]string(nil), commonKeys...)
 	sort.Strings(got)
 	if !reflect.DeepEqual(got, want) {
@@ -661,9 +661,9 @@ func TestDecodeKinds(t *testing.T) {
 	f("    a: in\n    untagged: u\n    u: 65535\n    f: 0.5\n    p: {a: b}\n    m: {x: 1}\n    l: [1KiB, 2]\n    any: [1, two]\n    null:\n",
 		all{Inline: inner{A: "in"}, Untagged: "u", U: 65535, F: 0.5, P: &inner{A: "b"}, M: map[string]int{"x": 1},
 			L: []Size{1024, 2}, Any: []any{1, "two"}, Keep: "default"}, "")
-	f("    base: x\n", all{}, `mem.yaml:4: sinks[0].base: unknown key; valid keys here: a, any, batch, f, keep, l, m, max_inflight_bytes, max_requests_in_flight, name, null, p, retry, type, u, untagged`)
-	f("    kep: x\n", all{}, `mem.yaml:4: sinks[0].kep: unknown key; did you mean "keep"? (valid keys here: a, any, batch, f, keep, l, m, max_inflight_bytes, max_requests_in_flight, name, null, p, retry, type, u, untagged)`)
-	f("    skipped: x\n", all{}, `mem.yaml:4: sinks[0].skipped: unknown key; valid keys here: a, any, batch, f, keep, l, m, max_inflight_bytes, max_requests_in_flight, name, null, p, retry, type, u, untagged`)
+	f("    base: x\n", all{}, `mem.yaml:4: sinks[0].base: unknown key; valid keys here: a, any, batch, f, keep, l, m, max_inflight_bytes, max_requests_in_flight, name, null, p, retry, rules, type, u, untagged`)
+	f("    kep: x\n", all{}, `mem.yaml:4: sinks[0].kep: unknown key; did you mean "keep"? (valid keys here: a, any, batch, f, keep, l, m, max_inflight_bytes, max_requests_in_flight, name, null, p, retry, rules, type, u, untagged)`)
+	f("    skipped: x\n", all{}, `mem.yaml:4: sinks[0].skipped: unknown key; valid keys here: a, any, batch, f, keep, l, m, max_inflight_bytes, max_requests_in_flight, name, null, p, retry, rules, type, u, untagged`)
 	f("    l: [&one 1KiB, *one]\n    m: {}\n", all{L: []Size{1024, 1024}, M: map[string]int{}, Keep: "default"}, "")
 	f("    u: -1\n", all{}, `mem.yaml:4: sinks[0].u: found the number -1; write a whole number such as 1000`)
 	f("    u: 70000\n", all{}, `mem.yaml:4: sinks[0].u: found the number 70000; write a whole number such as 1000`)
@@ -714,7 +714,34 @@ func TestMarshalRoundTrip(t *testing.T) {
 	}
 	a, b := exported(c), exported(back)
 	a.File, b.File = "", ""
+	// An empty list prints as [] and reads back empty, not nil.
+	if len(a.Rules.RedactResources) == 0 && len(b.Rules.RedactResources) == 0 {
+		a.Rules.RedactResources, b.Rules.RedactResources = nil, nil
+	}
 	if !reflect.DeepEqual(a, b) {
 		t.Errorf("round trip\n got %+v\nwant %+v", b, a)
+	}
+}
+
+// A sink's rules inherit what they leave out from the top-level rules.
+func TestSinkRulesInherit(t *testing.T) {
+	c := loadString(t, `source:
+  path: /nonexistent/audit.log
+rules:
+  redact_resources: [configmaps]
+sinks:
+  - name: a
+    type: file
+  - name: b
+    type: file
+    rules:
+      redact_secrets: false
+`)
+	a, b := c.RulesFor(&c.Sinks[0]), c.RulesFor(&c.Sinks[1])
+	if !a.RedactSecrets || !reflect.DeepEqual(a.RedactResources, []string{"configmaps"}) {
+		t.Errorf("sink a rules %+v: want the top-level ones", a)
+	}
+	if b.RedactSecrets || !reflect.DeepEqual(b.RedactResources, []string{"configmaps"}) {
+		t.Errorf("sink b rules %+v: want redact_secrets false, redact_resources inherited", b)
 	}
 }

@@ -121,8 +121,19 @@ func parse(file string, data []byte) (*Config, error) {
 		return nil, err
 	}
 	for i := range c.Sinks {
-		if c.Sinks[i].MaxInflightBytes == inheritInflight {
-			c.Sinks[i].MaxInflightBytes = c.Buffer.MaxInflightBytes
+		s := &c.Sinks[i]
+		if s.MaxInflightBytes == inheritInflight {
+			s.MaxInflightBytes = c.Buffer.MaxInflightBytes
+		}
+		if s.Rules != nil {
+			// Decode the sink's rules again, over the top-level ones, so
+			// that what it leaves out is inherited.
+			r := c.Rules
+			k, v := child(s.node, "rules")
+			if err := d.decode(v, join(s.key, "rules"), k.Line, reflect.ValueOf(&r).Elem()); err != nil {
+				return nil, err
+			}
+			s.Rules = &r
 		}
 	}
 	return &c, nil

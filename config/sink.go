@@ -37,7 +37,7 @@ func (d *decoder) sink(n *yaml.Node, key string, line int, s *Sink) error {
 
 // Decode decodes the keys of this sink entry that are not common keys
 // (those of Sink: name, type, batch, max_inflight_bytes,
-// max_requests_in_flight, retry) strictly into dst, a pointer to the sink
+// max_requests_in_flight, retry, rules) strictly into dst, a pointer to the sink
 // type's own struct with yaml tags. ${ENV} references were expanded by
 // Load; Size and Duration fields parse as in the rest of the file; every
 // error is an *Error whose key is the full path, such as "sinks[1].url".
