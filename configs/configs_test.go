@@ -135,7 +135,7 @@ func TestFullExampleHasEveryKey(t *testing.T) {
 	want := []string{
 		"source/path", "source/positions_file", "source/start_at", "source/max_line_bytes",
 		"source/poll_interval", "source/sync_interval", "dead_letter/path", "buffer/max_inflight_bytes",
-		"rules/redact_secrets", "rules/policy_file",
+		"rules/redact_secrets", "rules/redact_resources", "rules/policy_file", "sinks/rules", "sinks/rules/redact_secrets",
 		"sinks/name", "sinks/type", "sinks/batch/max_events", "sinks/batch/max_bytes", "sinks/batch/max_wait",
 		"sinks/max_inflight_bytes", "sinks/max_requests_in_flight", "sinks/retry/min_backoff", "sinks/retry/max_backoff",
 		"metrics/listen", "metrics/pprof", "log/level", "log/format", "shutdown/timeout",
