@@ -36,6 +36,8 @@ type metrics struct {
 	sendAttempts *prometheus.CounterVec
 	retries      *prometheus.CounterVec
 	lastSuccess  *prometheus.GaugeVec
+	lastEvent    *prometheus.GaugeVec
+	batches      *prometheus.GaugeVec
 	positionSave *prometheus.CounterVec
 }
 
@@ -70,11 +72,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "audit_shipper_send_retries_total", Help: "Batches (or parts of batches) sent again after a recoverable error."}, sink),
 		lastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "audit_shipper_last_send_success_timestamp_seconds", Help: "When the sink last acknowledged a batch (Unix time)."}, sink),
+		lastEvent: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "audit_shipper_last_shipped_event_timestamp_seconds", Help: "stageTimestamp of the newest event the sink acknowledged (Unix time); time() minus it is the sink's lag in seconds."}, sink),
+		batches: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "audit_shipper_inflight_batches", Help: "Batches handed to the sink's senders and not yet acknowledged."}, sink),
 		positionSave: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "audit_shipper_position_saves_total", Help: "Writes of the positions file, by result."}, []string{"result"}),
 	}
 	reg.MustRegister(m.linesRead, m.bytesRead, m.shipped, m.deadLetters, m.rotations, m.lostBytes, m.lostFiles,
-		m.truncations, m.lagBytes, m.inflight, m.filesOpen, m.sendAttempts, m.retries, m.lastSuccess, m.positionSave)
+		m.truncations, m.lagBytes, m.inflight, m.filesOpen, m.sendAttempts, m.retries, m.lastSuccess, m.lastEvent, m.batches, m.positionSave)
 	m.positionSave.WithLabelValues("ok")
 	m.positionSave.WithLabelValues("error")
 	return m
@@ -86,7 +92,7 @@ var sendOutcomes = []string{"ok", "retryable", "permanent", "partial"}
 // sinkMetrics are the children of the metrics for one sink, looked up once.
 type sinkMetrics struct {
 	linesRead, bytesRead, shipped, rotations, lostBytes, lostFiles, truncations, retries prometheus.Counter
-	lagBytes, inflight, filesOpen, lastSuccess                                           prometheus.Gauge
+	lagBytes, inflight, filesOpen, lastSuccess, lastEvent, batches                       prometheus.Gauge
 	deadLetters                                                                          map[string]prometheus.Counter
 	outcomes                                                                             map[string]prometheus.Counter
 }
@@ -105,6 +111,8 @@ func (m *metrics) forSink(name string) *sinkMetrics {
 		inflight:    m.inflight.WithLabelValues(name),
 		filesOpen:   m.filesOpen.WithLabelValues(name),
 		lastSuccess: m.lastSuccess.WithLabelValues(name),
+		lastEvent:   m.lastEvent.WithLabelValues(name),
+		batches:     m.batches.WithLabelValues(name),
 		deadLetters: map[string]prometheus.Counter{},
 		outcomes:    map[string]prometheus.Counter{},
 	}

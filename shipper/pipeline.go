@@ -353,6 +353,7 @@ func (r *reader) flush() {
 	r.timer.Stop()
 	r.b.seq = r.seq
 	r.seq++
+	r.p.m.batches.Inc()
 	r.out <- r.b
 	r.b = nil
 }
@@ -615,7 +616,11 @@ func (p *pipeline) commit(in <-chan *batch) {
 			if !broken {
 				p.store.set(p.name, b.end)
 				p.m.shipped.Add(float64(len(b.recs)))
+				if n := len(b.recs); n > 0 {
+					p.m.lastEvent.Set(float64(b.recs[n-1].StageTime.UnixNano()) / 1e9)
+				}
 			}
+			p.m.batches.Dec()
 			p.m.inflight.Set(float64(p.inflight.Add(-b.bytes)))
 			poke(p.released)
 			clear(b.recs)
