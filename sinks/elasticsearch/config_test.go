@@ -122,8 +122,8 @@ func TestTLS(t *testing.T) {
 	if err != nil {
 		t.Errorf("insecure: %v", err)
 	}
-	if !strings.Contains(env.log.String(), "level=WARN") || !strings.Contains(env.log.String(), "verification is OFF") {
-		t.Errorf("insecure_skip_verify logged no warning: %s", env.log.String())
+	if !strings.Contains(env.Log.String(), "level=WARN") || !strings.Contains(env.Log.String(), "verification is OFF") {
+		t.Errorf("insecure_skip_verify logged no warning: %s", env.Log.String())
 	}
 
 	var gotCN string

@@ -174,10 +174,10 @@ func TestSendDeduplicates(t *testing.T) {
 	if got := es.stored(); got != 510 {
 		t.Errorf("the server holds %d documents, want 510", got)
 	}
-	if got := env.counter(t, "audit_shipper_elasticsearch_items_total", "result", "duplicate"); got != 1050 {
+	if got := env.Counter(t, "audit_shipper_elasticsearch_items_total", "result", "duplicate"); got != 1050 {
 		t.Errorf("duplicates counted: %v, want 1050", got)
 	}
-	if got := env.counter(t, "audit_shipper_elasticsearch_items_total", "result", "created"); got != 510 {
+	if got := env.Counter(t, "audit_shipper_elasticsearch_items_total", "result", "created"); got != 510 {
 		t.Errorf("created counted: %v, want 510", got)
 	}
 }
@@ -198,12 +198,12 @@ func TestSendMixedItems(t *testing.T) {
 	err := s.Send(context.Background(), records(t, 1, 10, time.Now()))
 	checkFates(t, err, mixedFates)
 	for result, want := range map[string]float64{"created": 2, "duplicate": 1, "retryable": 3, "rejected": 4} {
-		if got := env.counter(t, "audit_shipper_elasticsearch_items_total", "result", result); got != want {
+		if got := env.Counter(t, "audit_shipper_elasticsearch_items_total", "result", result); got != want {
 			t.Errorf("items_total{result=%q} = %v, want %v", result, got, want)
 		}
 	}
 	for reason, want := range map[string]float64{"mapping": 2, "illegal_argument": 1, "rejected_422": 1} {
-		if got := env.counter(t, "audit_shipper_elasticsearch_items_rejected_total", "reason", reason); got != want {
+		if got := env.Counter(t, "audit_shipper_elasticsearch_items_rejected_total", "reason", reason); got != want {
 			t.Errorf("items_rejected_total{reason=%q} = %v, want %v", reason, got, want)
 		}
 	}
@@ -347,7 +347,7 @@ func TestSendWholeRequestFaults(t *testing.T) {
 			if !strings.Contains(err.Error(), c.want.text) {
 				t.Errorf("error %q does not contain %q", err, c.want.text)
 			}
-			if got := env.counter(t, "audit_shipper_elasticsearch_bulk_requests_total", "code", c.want.code); got != 1 {
+			if got := env.Counter(t, "audit_shipper_elasticsearch_bulk_requests_total", "code", c.want.code); got != 1 {
 				t.Errorf("bulk_requests_total{code=%q} = %v, want 1", c.want.code, got)
 			}
 		})
@@ -424,7 +424,7 @@ func TestSendUnreadableRecord(t *testing.T) {
 	if got := es.stored(); got != 3 {
 		t.Errorf("the server holds %d documents, want 3", got)
 	}
-	if got := env.counter(t, "audit_shipper_elasticsearch_items_rejected_total", "reason", "unreadable"); got != 1 {
+	if got := env.Counter(t, "audit_shipper_elasticsearch_items_rejected_total", "reason", "unreadable"); got != 1 {
 		t.Errorf("unreadable counted %v times, want 1", got)
 	}
 }
@@ -463,8 +463,8 @@ func TestSendHeadersAndCompression(t *testing.T) {
 		if got := h.Get("Content-Encoding") == "gzip"; got != c.compress {
 			t.Errorf("%s: gzip=%v, want %v", c.keys, got, c.compress)
 		}
-		body := env.counter(t, "audit_shipper_elasticsearch_body_bytes_total", "", "")
-		sent := env.counter(t, "audit_shipper_elasticsearch_sent_bytes_total", "", "")
+		body := env.Counter(t, "audit_shipper_elasticsearch_body_bytes_total", "", "")
+		sent := env.Counter(t, "audit_shipper_elasticsearch_sent_bytes_total", "", "")
 		if c.compress && !(sent > 0 && sent < body/3) {
 			t.Errorf("%s: %v bytes sent for a body of %v: not compressed?", c.keys, sent, body)
 		}

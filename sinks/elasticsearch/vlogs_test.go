@@ -137,8 +137,8 @@ func TestVictoriaLogs(t *testing.T) {
 		t.Fatal("no body was checked")
 	}
 	t.Logf("%d events (%.1f MB of NDJSON, %.1f MB gzipped) in %v: %.0f events/s; %d bodies compared byte for byte",
-		len(recs), env.counter(t, "audit_shipper_elasticsearch_body_bytes_total", "", "")/1e6,
-		env.counter(t, "audit_shipper_elasticsearch_sent_bytes_total", "", "")/1e6, took.Round(time.Millisecond),
+		len(recs), env.Counter(t, "audit_shipper_elasticsearch_body_bytes_total", "", "")/1e6,
+		env.Counter(t, "audit_shipper_elasticsearch_sent_bytes_total", "", "")/1e6, took.Round(time.Millisecond),
 		float64(len(recs))/took.Seconds(), checked)
 
 	// A replay: VictoriaLogs ignores _id, so it stores the batch again.

@@ -6,24 +6,14 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/audit-shipper/audit-shipper/config"
+	"github.com/audit-shipper/audit-shipper/internal/sinktest"
 	"github.com/audit-shipper/audit-shipper/sinks"
 )
 
-// sinkAt builds a file sink from a one-sink configuration writing to path.
+// sinkAt builds a file sink writing to path.
 func sinkAt(t *testing.T, path string) *Sink {
 	t.Helper()
-	dir := t.TempDir()
-	cfgPath := filepath.Join(dir, "c.yaml")
-	doc := "source:\n  path: " + dir + "/audit.log\nsinks:\n  - name: out\n    type: file\n    path: " + path + "\n"
-	if err := os.WriteFile(cfgPath, []byte(doc), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := New(&cfg.Sinks[0], sinks.Env{Name: "out"})
+	s, err := New(sinktest.LoadSink(t, "out", "file", "path: "+path), sinks.Env{Name: "out"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,15 +68,8 @@ func TestTornLineIsEnded(t *testing.T) {
 }
 
 func TestUnwritablePath(t *testing.T) {
-	dir := t.TempDir()
-	cfgPath := filepath.Join(dir, "c.yaml")
-	doc := "source:\n  path: " + dir + "/audit.log\nsinks:\n  - name: out\n    type: file\n    path: " + dir + "/missing/dir/out.ndjson\n"
-	os.WriteFile(cfgPath, []byte(doc), 0o600)
-	cfg, err := config.Load(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := New(&cfg.Sinks[0], sinks.Env{Name: "out"}); err == nil {
+	sec := sinktest.LoadSink(t, "out", "file", "path: "+filepath.Join(t.TempDir(), "missing", "dir", "out.ndjson"))
+	if _, err := New(sec, sinks.Env{Name: "out"}); err == nil {
 		t.Fatal("New accepted a path in a directory that does not exist")
 	}
 }

@@ -123,7 +123,7 @@ func TestNodeFromHostname(t *testing.T) {
 
 func TestInsecureSkipVerifyWarns(t *testing.T) {
 	_, env := newSink(t, "url: https://127.0.0.1:3100/loki/api/v1/push\ntls: {insecure_skip_verify: true}")
-	if !strings.Contains(env.log.String(), "level=WARN") || !strings.Contains(env.log.String(), "VERIFICATION IS OFF") {
-		t.Errorf("no loud warning logged:\n%s", env.log.String())
+	if !strings.Contains(env.Log.String(), "level=WARN") || !strings.Contains(env.Log.String(), "VERIFICATION IS OFF") {
+		t.Errorf("no loud warning logged:\n%s", env.Log.String())
 	}
 }
