@@ -43,9 +43,10 @@ type Config struct {
 	// Cluster and Node are written into every document when not empty.
 	Cluster string `yaml:"cluster"`
 	Node    string `yaml:"node"`
-	// TimestampField is the event time @timestamp (and a dated index
-	// name) is taken from: stageTimestamp or requestReceivedTimestamp.
-	TimestampField string `yaml:"timestamp_field"`
+	// Timestamp is the event time @timestamp (and a dated index name) is
+	// taken from: stage (stageTimestamp) or received
+	// (requestReceivedTimestamp), the same key and values as the Loki sink's.
+	Timestamp string `yaml:"timestamp"`
 	// BodyEncoding is BodyString or BodyObject.
 	BodyEncoding string `yaml:"body_encoding"`
 	// InstallTemplate installs the index template at start.
@@ -69,10 +70,10 @@ type TLS struct {
 
 func defaults() Config {
 	return Config{
-		Timeout:        config.Duration(30 * time.Second),
-		Compress:       true,
-		TimestampField: "stageTimestamp",
-		BodyEncoding:   BodyString,
+		Timeout:      config.Duration(30 * time.Second),
+		Compress:     true,
+		Timestamp:    "stage",
+		BodyEncoding: BodyString,
 	}
 }
 
@@ -159,10 +160,10 @@ func load(sec *config.Sink) (*settings, error) {
 		}
 		return nil, sec.Errorf(key, "%v", err)
 	}
-	switch c.TimestampField {
-	case "stageTimestamp", "requestReceivedTimestamp":
+	switch c.Timestamp {
+	case "stage", "received":
 	default:
-		return nil, sec.Errorf("timestamp_field", "%q is not an event time; write stageTimestamp (the default, grows with file order) or requestReceivedTimestamp", c.TimestampField)
+		return nil, sec.Errorf("timestamp", "%q is not an event time; write stage (stageTimestamp, the default, grows with file order) or received (requestReceivedTimestamp)", c.Timestamp)
 	}
 	switch c.BodyEncoding {
 	case BodyString, BodyObject:

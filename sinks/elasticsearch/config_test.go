@@ -31,7 +31,7 @@ func TestConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !set.Compress || set.Timeout.D() != 30*time.Second || set.BodyEncoding != BodyString ||
-		set.TimestampField != "stageTimestamp" || set.InstallTemplate || set.Node != "server-1" || set.Cluster != "" {
+		set.Timestamp != "stage" || set.InstallTemplate || set.Node != "server-1" || set.Cluster != "" {
 		t.Errorf("unexpected defaults: %+v", set.Config)
 	}
 	if !set.target.dataStream || set.target.raw != DefaultDataStream {
@@ -82,7 +82,7 @@ func TestConfigErrors(t *testing.T) {
 	f(es+"target: {data_stream: logs-a-b, index: a-%Y}", "target", "keep one")
 	f(es+"target: {index: audit-%y}", "target.index", "unknown date verb")
 	f(es+"target: {data_stream: Logs}", "target.data_stream", "lower case")
-	f(es+"timestamp_field: auditTime", "timestamp_field", "requestReceivedTimestamp")
+	f(es+"timestamp: auditTime", "timestamp", "requestReceivedTimestamp")
 	f(es+"body_encoding: flattened", "body_encoding", "write string")
 	f(es+"tls: {ca_file: /nonexistent/ca.pem}", "tls.ca_file", "cannot read")
 	f(es+"tls: {ca_file: "+pw+"}", "tls.ca_file", "no PEM certificate")

@@ -112,7 +112,7 @@ func New(sec *config.Sink, env sinks.Env) (*Sink, error) {
 		enc: encoder{
 			target:   set.target,
 			bodies:   set.BodyEncoding,
-			received: set.TimestampField == "requestReceivedTimestamp",
+			received: set.Timestamp == "received",
 			fields:   docFields(set.Cluster, set.Node),
 		},
 		m: m,
