@@ -461,6 +461,10 @@ func (p *pipeline) start(ctx context.Context) {
 	}
 }
 
+// maxRetryAfter caps the wait a server may ask for: a proxy answering
+// "Retry-After: 86400" must not silence a sink for a day.
+const maxRetryAfter = 10 * time.Minute
+
 // retry calls attempt until it succeeds or ctx is done, with the sink's
 // backoff (and the wait a RetryableError asks for) between attempts.
 func (p *pipeline) retry(ctx context.Context, attempt func() error) {
@@ -470,7 +474,7 @@ func (p *pipeline) retry(ctx context.Context, attempt func() error) {
 		if err == nil || ctx.Err() != nil {
 			return
 		}
-		if !sleep(ctx, max(jitter(backoff), sinks.RetryAfter(err))) {
+		if !sleep(ctx, max(jitter(backoff), min(sinks.RetryAfter(err), maxRetryAfter))) {
 			return
 		}
 		backoff = min(backoff*2, p.cfg.Retry.MaxBackoff.D())
