@@ -21,11 +21,6 @@ func loadSink(t testing.TB, keys string) *config.Sink {
 	return sinktest.LoadSink(t, "search", "elasticsearch", keys)
 }
 
-func loadConfig(t testing.TB, keys string) (*config.Config, error) {
-	t.Helper()
-	return sinktest.LoadConfig(t, "search", "elasticsearch", keys)
-}
-
 type testEnv = sinktest.Env
 
 func newEnv() *testEnv { return sinktest.NewEnv("search") }
