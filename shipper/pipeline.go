@@ -84,8 +84,9 @@ func poke(c chan struct{}) {
 
 // run reads until readCtx is done, then lets the batches already read be
 // delivered until sendCtx is done, and returns when every goroutine it
-// started has returned.
-func (p *pipeline) run(readCtx, sendCtx context.Context) error {
+// started has returned. Errors do not stop it: they are logged, retried,
+// and shown by /readyz and the metrics.
+func (p *pipeline) run(readCtx, sendCtx context.Context) {
 	toSend := make(chan *batch, p.requests)
 	sent := make(chan *batch, p.requests)
 	started := make(chan struct{})
@@ -106,12 +107,11 @@ func (p *pipeline) run(readCtx, sendCtx context.Context) error {
 		p.commit(sent)
 	}()
 	r := &reader{p: p, out: toSend, cur: newCursor(p.src.Path, int(p.src.MaxLineBytes), p.log)}
-	err := r.run(readCtx)
+	r.run(readCtx)
 	close(toSend)
 	senders.Wait()
 	close(sent)
 	<-committed
-	return err
 }
 
 // reader turns lines into batches. It is the only goroutine that touches
@@ -128,7 +128,7 @@ type reader struct {
 	survey time.Time
 }
 
-func (r *reader) run(ctx context.Context) error {
+func (r *reader) run(ctx context.Context) {
 	p := r.p
 	r.poll = time.NewTicker(p.src.PollInterval.D())
 	defer r.poll.Stop()
@@ -137,9 +137,7 @@ func (r *reader) run(ctx context.Context) error {
 	defer r.cur.close()
 	defer p.m.filesOpen.Set(0)
 
-	if err := r.open(ctx); err != nil {
-		return err
-	}
+	r.open(ctx)
 	for ctx.Err() == nil {
 		line, off, tooLong, err := r.cur.next()
 		switch {
@@ -155,19 +153,24 @@ func (r *reader) run(ctx context.Context) error {
 		}
 	}
 	r.flush()
-	return nil
 }
 
-// open puts the cursor where the sink left off, or where start_at says.
-func (r *reader) open(ctx context.Context) error {
+// open puts the cursor where the sink left off, or where start_at says,
+// waiting (until ctx is done) for the audit log to appear.
+func (r *reader) open(ctx context.Context) {
 	p := r.p
-	saved, ok := p.store.get(p.name)
+	saved, resume := p.store.get(p.name)
+	reported := false
 	for ctx.Err() == nil {
 		var err error
-		if ok {
+		if resume {
 			var lost []FileRef
 			lost, err = r.cur.resume(saved)
-			r.lost(lost)
+			if !reported {
+				// The saved generation stays gone on every later try.
+				r.lost(lost)
+				reported = true
+			}
 			if err == nil {
 				p.log.Info("resuming", "file", r.cur.gen.path, "offset", r.cur.offset())
 			}
@@ -180,18 +183,17 @@ func (r *reader) open(ctx context.Context) error {
 		switch {
 		case err == nil:
 			p.m.filesOpen.Set(1)
-			if ok && r.cur.id != saved.File {
+			if resume && r.cur.id != saved.File {
 				// Moved on from a lost generation: save where it stands now.
 				r.mark(r.cur.position(r.cur.offset()))
 			}
-			return nil
+			return
 		case errors.Is(err, errWait), errors.Is(err, errRenamed):
 		default:
 			p.log.Error("cannot open the audit log; retrying", "path", p.src.Path, "err", err)
 		}
 		r.wait(ctx)
 	}
-	return nil
 }
 
 // line handles one line read from the audit log.

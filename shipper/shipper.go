@@ -83,9 +83,8 @@ func (s *Shipper) Run(ctx context.Context) error {
 	sendCtx, cancelSend := context.WithCancel(context.Background())
 	defer cancelSend()
 	var wg sync.WaitGroup
-	errs := make([]error, len(s.pipes))
-	for i, p := range s.pipes {
-		wg.Go(func() { errs[i] = p.run(ctx, sendCtx) })
+	for _, p := range s.pipes {
+		wg.Go(func() { p.run(ctx, sendCtx) })
 	}
 	pipesDone := make(chan struct{})
 	go func() {
@@ -113,10 +112,7 @@ func (s *Shipper) Run(ctx context.Context) error {
 	close(stopHelpers)
 	helpers.Wait()
 
-	err := errors.Join(errs...)
-	if serr := s.save(); serr != nil {
-		err = errors.Join(err, serr)
-	}
+	err := s.save()
 	for _, p := range s.pipes {
 		if cerr := p.sink.Close(); cerr != nil {
 			err = errors.Join(err, fmt.Errorf("closing sink %q: %w", p.name, cerr))
