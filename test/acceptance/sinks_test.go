@@ -183,36 +183,46 @@ func waitShipped(t *testing.T, s *shipper, sink string, n int, timeout time.Dura
 	}
 }
 
+// stageKey names one event: kube-apiserver writes one line per stage of a
+// request, all with the request's auditID.
+type stageKey struct{ auditID, stage string }
+
+func (k stageKey) String() string { return k.auditID + "/" + k.stage }
+
 // corpusEvent is what a stored event is compared with.
 type corpusEvent struct {
-	stage, level string
-	stageTime    time.Time
+	level     string
+	stageTime time.Time
 	// line is kept for the sample only.
 	line []byte
 }
 
-// corpusIndex is every event of the audit log on disk, by auditID.
+// corpusIndex is every event of the audit log on disk.
 type corpusIndex struct {
-	events map[string]corpusEvent
+	events map[stageKey]corpusEvent
+	// order is the events' keys in the order of the files.
+	order []stageKey
 	// byStageLevel counts the events by "stage/level".
 	byStageLevel map[string]int
-	// sample are auditIDs whose lines are kept: one event in every
-	// 10,000 and the first ten longer than the loki sink's max_line_size.
-	sample []string
+	// sample are events whose lines are kept: one event in every 10,000
+	// and the first ten longer than the loki sink's max_line_size.
+	sample []stageKey
 	// long is how many lines are longer than the loki sink's max_line_size.
 	long int
 }
 
-// indexCorpus reads every generation of the audit log in dir, one line at
-// a time (the corpus is hundreds of MB), and indexes its events.
-func indexCorpus(t *testing.T, dir string) *corpusIndex {
+// indexCorpus reads every generation of the audit log alog wrote, one
+// line at a time (the corpus is hundreds of MB), checks that they hold
+// the auditIDs alog wrote in its order, and indexes the events.
+func indexCorpus(t *testing.T, alog *auditLog) *corpusIndex {
 	t.Helper()
+	dir := filepath.Dir(alog.lj.Filename)
 	names, err := filepath.Glob(filepath.Join(dir, "audit*.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	sort.Strings(names) // backups by time, then audit.log (see readGenerations)
-	idx := &corpusIndex{events: make(map[string]corpusEvent), byStageLevel: make(map[string]int)}
+	idx := &corpusIndex{events: make(map[stageKey]corpusEvent), byStageLevel: make(map[string]int)}
 	var p parse.Parser
 	longSampled := 0
 	for _, name := range names {
@@ -227,27 +237,38 @@ func indexCorpus(t *testing.T, dir string) *corpusIndex {
 			if err != nil {
 				t.Fatalf("%s: a line of the corpus does not parse: %v", name, err)
 			}
+			i := len(idx.order)
+			if i >= len(alog.ids) || ev.AuditID != alog.ids[i] {
+				t.Fatalf("%s: line %d of the corpus has auditID %s, but the writer wrote %d lines, that one with another auditID", name, i+1, ev.AuditID, len(alog.ids))
+			}
 			// The event's strings are views into the scanner's buffer.
-			id := strings.Clone(ev.AuditID)
-			ce := corpusEvent{stage: strings.Clone(ev.Stage), level: strings.Clone(ev.Level), stageTime: ev.StageTime}
+			k := stageKey{alog.ids[i], strings.Clone(ev.Stage)}
+			if _, dup := idx.events[k]; dup {
+				t.Fatalf("%s: the corpus holds %s twice", name, k)
+			}
+			ce := corpusEvent{level: strings.Clone(ev.Level), stageTime: ev.StageTime}
 			long := len(sc.Bytes()) > lokiMaxLine
 			if long {
 				idx.long++
 			}
-			if len(idx.events)%10_000 == 0 || (long && longSampled < 10) {
+			if i%10_000 == 0 || (long && longSampled < 10) {
 				ce.line = bytes.Clone(sc.Bytes())
-				idx.sample = append(idx.sample, id)
+				idx.sample = append(idx.sample, k)
 				if long {
 					longSampled++
 				}
 			}
-			idx.events[id] = ce
-			idx.byStageLevel[ce.stage+"/"+ce.level]++
+			idx.events[k] = ce
+			idx.order = append(idx.order, k)
+			idx.byStageLevel[k.stage+"/"+ce.level]++
 		}
 		f.Close()
 		if err := sc.Err(); err != nil {
 			t.Fatalf("reading %s: %v", name, err)
 		}
+	}
+	if len(idx.order) != len(alog.ids) {
+		t.Fatalf("the corpus on disk holds %d lines, the writer wrote %d", len(idx.order), len(alog.ids))
 	}
 	return idx
 }
@@ -258,18 +279,17 @@ type stored struct {
 	// (auditID, stage) pairs.
 	total, uniq int
 	tally       tally
-	// wrongTime and wrongStage count rows whose _time is not the event's
-	// stageTimestamp, or whose stage is not the event's; the first few
-	// are described in examples.
-	wrongTime, wrongStage int
-	examples              []string
+	// wrongTime counts rows whose _time is not the event's stageTimestamp;
+	// the first few are described in examples.
+	wrongTime int
+	examples  []string
 }
 
-// queryStored counts what vl holds against the events of idx written in
-// order ids: every auditID must be there once, with its stage, and with
-// _time equal to its stageTimestamp. It pulls only those three fields of
-// each row (a few MB), not the lines.
-func queryStored(t *testing.T, vl *vlogs.Server, idx *corpusIndex, ids []string) stored {
+// queryStored counts what vl holds against the events of idx: every
+// (auditID, stage) must be there once, with _time equal to its
+// stageTimestamp. It pulls only those three fields of each row (a few
+// MB), not the lines.
+func queryStored(t *testing.T, vl *vlogs.Server, idx *corpusIndex) stored {
 	t.Helper()
 	var st stored
 	rows := vl.Query(t, `* | stats count() total, count_uniq(auditID, stage) uniq`)
@@ -279,41 +299,36 @@ func queryStored(t *testing.T, vl *vlogs.Server, idx *corpusIndex, ids []string)
 	st.total, _ = strconv.Atoi(rows[0]["total"])
 	st.uniq, _ = strconv.Atoi(rows[0]["uniq"])
 
-	count := make(map[string]int, len(ids))
+	count := make(map[stageKey]int, len(idx.order))
 	for _, r := range vl.Query(t, `* | fields auditID, stage, _time`) {
-		id := r["auditID"]
-		count[id]++
-		ev, ok := idx.events[id]
+		k := stageKey{r["auditID"], r["stage"]}
+		count[k]++
+		ev, ok := idx.events[k]
 		if !ok {
 			continue
 		}
-		if r["stage"] != ev.stage {
-			st.wrongStage++
-			st.example("%s: stage %q, want %q", id, r["stage"], ev.stage)
-		}
 		if ts, err := time.Parse(time.RFC3339Nano, r["_time"]); err != nil || !ts.Equal(ev.stageTime) {
 			st.wrongTime++
-			st.example("%s: _time %s, want the stageTimestamp %s", id, r["_time"], ev.stageTime.Format(time.RFC3339Nano))
+			st.example("%s: _time %s, want the stageTimestamp %s", k, r["_time"], ev.stageTime.Format(time.RFC3339Nano))
 		}
 	}
-	st.tally = tally{written: len(ids), firstMisorder: -1}
-	written := make(map[string]bool, len(ids))
-	for _, id := range ids {
-		written[id] = true
-		switch n := count[id]; n {
+	st.tally = tally{written: len(idx.order), firstMisorder: -1}
+	for _, k := range idx.order {
+		switch n := count[k]; n {
 		case 0:
 			st.tally.lost++
 			if len(st.tally.missing) < 5 {
-				st.tally.missing = append(st.tally.missing, id)
+				st.tally.missing = append(st.tally.missing, k.String())
 			}
 		default:
 			st.tally.delivered++
 			st.tally.duplicates += n - 1
 		}
 	}
-	for id, n := range count {
-		if !written[id] {
+	for k, n := range count {
+		if _, ok := idx.events[k]; !ok {
 			st.tally.unexpected += n
+			st.example("%s: stored, but no such event was written", k)
 		}
 	}
 	return st
@@ -331,15 +346,15 @@ func (st stored) check(t *testing.T, server string) {
 	t.Helper()
 	tl := st.tally
 	if tl.lost != 0 || tl.duplicates != 0 || tl.unexpected != 0 {
-		t.Errorf("%s: each event must be stored once: lost %d (first %v), duplicates %d, rows with an unknown auditID %d",
+		t.Errorf("%s: each event must be stored once: lost %d (first %v), duplicates %d, unexpected %d",
 			server, tl.lost, tl.missing, tl.duplicates, tl.unexpected)
 	}
 	if st.total != tl.written || st.uniq != tl.written {
 		t.Errorf("%s counts %d rows and %d distinct (auditID, stage), want %d of each", server, st.total, st.uniq, tl.written)
 	}
-	if st.wrongStage != 0 || st.wrongTime != 0 {
-		t.Errorf("%s: %d rows with the wrong stage, %d with _time other than stageTimestamp; the first: %v",
-			server, st.wrongStage, st.wrongTime, st.examples)
+	if st.wrongTime != 0 || tl.unexpected != 0 {
+		t.Errorf("%s: %d rows with _time other than stageTimestamp, %d of events never written; the first: %v",
+			server, st.wrongTime, tl.unexpected, st.examples)
 	}
 }
 
@@ -389,22 +404,27 @@ func checkGroups(t *testing.T, vl *vlogs.Server, want map[string]string, n int) 
 	}
 }
 
-// sampleRows queries the rows of the sampled events with fields, by
-// auditID.
-func sampleRows(t *testing.T, vl *vlogs.Server, idx *corpusIndex, fields ...string) map[string]map[string]string {
+// sampleRows queries the rows of the sampled events with fields. A
+// sampled event with no row, or more than one, fails the test.
+func sampleRows(t *testing.T, vl *vlogs.Server, idx *corpusIndex, fields ...string) map[stageKey]map[string]string {
 	t.Helper()
 	quoted := make([]string, len(idx.sample))
-	for i, id := range idx.sample {
-		quoted[i] = strconv.Quote(id)
+	for i, k := range idx.sample {
+		quoted[i] = strconv.Quote(k.auditID)
 	}
-	q := fmt.Sprintf(`auditID:in(%s) | fields auditID, %s`, strings.Join(quoted, ", "), strings.Join(fields, ", "))
-	rows := vl.Query(t, q)
-	out := make(map[string]map[string]string, len(rows))
-	for _, r := range rows {
-		out[r["auditID"]] = r
+	q := fmt.Sprintf(`auditID:in(%s) | fields auditID, stage, %s`, strings.Join(quoted, ", "), strings.Join(fields, ", "))
+	out := make(map[stageKey]map[string]string, len(idx.sample))
+	for _, r := range vl.Query(t, q) {
+		k := stageKey{r["auditID"], r["stage"]}
+		if _, dup := out[k]; dup {
+			t.Errorf("%s is stored twice", k)
+		}
+		out[k] = r
 	}
-	if len(out) != len(idx.sample) {
-		t.Errorf("the sample of %d events answered %d rows", len(idx.sample), len(rows))
+	for _, k := range idx.sample {
+		if _, ok := out[k]; !ok {
+			t.Errorf("sampled event %s is missing", k)
+		}
 	}
 	return out
 }
@@ -453,7 +473,7 @@ func checkLokiSample(t *testing.T, vl *vlogs.Server, idx *corpusIndex) {
 		} else {
 			shrunk++
 			got, err := q.Parse([]byte(row["_msg"]))
-			if err != nil || got.AuditID != id || len(row["_msg"]) > lokiMaxLine || !strings.HasPrefix(row["truncated"], "managedFields") {
+			if err != nil || got.AuditID != id.auditID || len(row["_msg"]) > lokiMaxLine || !strings.HasPrefix(row["truncated"], "managedFields") {
 				t.Errorf("%s: a line of %d bytes is stored as %d bytes with truncated=%q (parse error %v); want it shrunk under %d bytes, managedFields first",
 					id, len(line), len(row["_msg"]), row["truncated"], err, lokiMaxLine)
 			}
@@ -546,8 +566,8 @@ func TestLokiSinkEndToEnd(t *testing.T) {
 	s.stop()
 	vl.Flush(t)
 
-	idx := indexCorpus(t, s.logDir())
-	st := queryStored(t, vl, idx, alog.ids)
+	idx := indexCorpus(t, alog)
+	st := queryStored(t, vl, idx)
 	dls := readDeadLetters(t, s.deadLetter())
 	truncated, _ := m.value("audit_shipper_loki_truncated_entries_total", "sink", lokiSink)
 	retries, _ := m.value("audit_shipper_send_retries_total", "sink", lokiSink)
@@ -585,8 +605,8 @@ func TestElasticsearchSinkEndToEnd(t *testing.T) {
 	s.stop()
 	vl.Flush(t)
 
-	idx := indexCorpus(t, s.logDir())
-	st := queryStored(t, vl, idx, alog.ids)
+	idx := indexCorpus(t, alog)
+	st := queryStored(t, vl, idx)
 	dls := readDeadLetters(t, s.deadLetter())
 	sent, _ := m.value("audit_shipper_elasticsearch_sent_bytes_total", "sink", esSink)
 	retries, _ := m.value("audit_shipper_send_retries_total", "sink", esSink)
@@ -622,9 +642,9 @@ func TestAllSinksAtOnce(t *testing.T) {
 	out := newOutput(s.outPath())
 	out.poll(t)
 	fileTally := out.tally(alog.ids)
-	idx := indexCorpus(t, s.logDir())
-	lokiStored := queryStored(t, lokiVL, idx, alog.ids)
-	esStored := queryStored(t, esVL, idx, alog.ids)
+	idx := indexCorpus(t, alog)
+	lokiStored := queryStored(t, lokiVL, idx)
+	esStored := queryStored(t, esVL, idx)
 	dls := readDeadLetters(t, s.deadLetter())
 	for _, r := range []struct {
 		sink string
@@ -736,8 +756,8 @@ func TestLokiExampleConfig(t *testing.T) {
 	s.stop()
 	vl.Flush(t)
 
-	idx := indexCorpus(t, s.logDir())
-	st := queryStored(t, vl, idx, alog.ids)
+	idx := indexCorpus(t, alog)
+	st := queryStored(t, vl, idx)
 	dls := readDeadLetters(t, s.deadLetter())
 	summary(t, s, st.tally, len(dls), elapsed, fmt.Sprintf("%s rotations=%d rows=%d", mbPerSecond(alog, elapsed), alog.rotations, st.total))
 	st.check(t, "VictoriaLogs")
@@ -848,8 +868,8 @@ func TestElasticsearchExampleConfig(t *testing.T) {
 	s.stop()
 	vl.Flush(t)
 
-	idx := indexCorpus(t, s.logDir())
-	st := queryStored(t, vl, idx, alog.ids)
+	idx := indexCorpus(t, alog)
+	st := queryStored(t, vl, idx)
 	dls := readDeadLetters(t, s.deadLetter())
 	summary(t, s, st.tally, len(dls), elapsed, fmt.Sprintf("%s rotations=%d rows=%d", mbPerSecond(alog, elapsed), alog.rotations, st.total))
 	st.check(t, "VictoriaLogs")
