@@ -186,5 +186,4 @@ func normalise(t testing.TB, b []byte) []byte {
 	return out
 }
 
-
 func rawEqual(a, b json.RawMessage) bool { return bytes.Equal(a, b) }
