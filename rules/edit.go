@@ -18,20 +18,30 @@ type edit struct {
 	a, b, c    string
 }
 
-// editor collects the edits of one line and applies them in one copy.
+// editor collects the edits of one line and applies them in one copy. It
+// lives on the caller's stack: no slice may point into it (that would move
+// it to the heap), hence the count and the separate overflow.
 type editor struct {
-	raw   []byte
-	edits []edit
-	buf   [8]edit
+	raw  []byte
+	n    int
+	buf  [8]edit
+	more []edit // all edits, once there are more than buf holds (lines kube-apiserver does not write)
 }
 
-func (ed *editor) init(raw []byte) {
-	ed.raw = raw
-	ed.edits = ed.buf[:0]
-}
+func (ed *editor) init(raw []byte) { ed.raw = raw }
 
 func (ed *editor) add(e edit) {
-	ed.edits = append(ed.edits, e)
+	switch {
+	case ed.more != nil:
+		ed.more = append(ed.more, e)
+	case ed.n == len(ed.buf):
+		ed.more = make([]edit, ed.n, 2*ed.n)
+		copy(ed.more, ed.buf[:])
+		ed.more = append(ed.more, e)
+	default:
+		ed.buf[ed.n] = e
+	}
+	ed.n++
 }
 
 // remove cuts the member r and a comma beside it.
@@ -45,7 +55,10 @@ func (ed *editor) replace(start, end int, a, b, c string) {
 
 // apply appends the edited line to dst.
 func (ed *editor) apply(dst []byte) []byte {
-	e := ed.edits
+	e := ed.more
+	if e == nil {
+		e = ed.buf[:ed.n]
+	}
 	for i := 1; i < len(e); i++ { // insertion sort: a handful of edits, mostly in order
 		for j := i; j > 0 && e[j].start < e[j-1].start; j-- {
 			e[j], e[j-1] = e[j-1], e[j]

@@ -204,7 +204,7 @@ func (r *Rules) Apply(dst []byte, ev *parse.Event) ([]byte, Verdict) {
 		v.Redacted = true
 		annotate(&ed, ev, redactedValue(cutReq, cutResp))
 	}
-	if len(ed.edits) == 0 {
+	if ed.n == 0 {
 		return ev.Raw, v
 	}
 	return ed.apply(dst[:0]), v
