@@ -18,6 +18,9 @@ var (
 	errWait = errors.New("no complete line yet")
 	// errDone: the open generation was read to its end and will not grow.
 	errDone = errors.New("generation finished")
+	// errTruncated: the open file was truncated in place (copytruncate);
+	// the cursor now reads it again from its start.
+	errTruncated = errors.New("file truncated in place")
 )
 
 // Position is where a sink's cursor stands: the generation, known by
@@ -60,6 +63,9 @@ type cursor struct {
 	gen   generation
 	id    FileID
 	final bool // the generation cannot grow: read it to EOF, then advance
+	// waited is set when next last found no more data: before it reads
+	// again it checks that the file was not truncated meanwhile.
+	waited bool
 
 	readPos    int64 // content bytes taken from the file into buf
 	buf        []byte
@@ -70,7 +76,9 @@ type cursor struct {
 }
 
 func newCursor(live string, maxLine int, log *slog.Logger) *cursor {
-	return &cursor{live: live, maxLine: maxLine, log: log, buf: make([]byte, min(64<<10, maxLine)), ids: identities{}}
+	// The buffer holds up to maxLine+1 bytes: a line of exactly maxLine
+	// bytes is still seen whole, with its newline.
+	return &cursor{live: live, maxLine: maxLine, log: log, buf: make([]byte, min(64<<10, maxLine+1)), ids: identities{}}
 }
 
 // list lists the generations on disk and forgets the identities of those
@@ -92,7 +100,9 @@ func (c *cursor) position(off int64) Position {
 	return Position{File: c.id, Path: c.gen.path, Offset: off, Size: c.gen.size, ModTime: c.gen.modTime, Ahead: c.ahead}
 }
 
-// open opens g and positions the cursor at the content offset off.
+// open opens g and positions the cursor at the content offset off. The
+// generation open so far stays open until g is ready, so a failure leaves
+// the cursor as it was.
 func (c *cursor) open(g generation, off int64) error {
 	f, err := os.Open(g.path)
 	if err != nil {
@@ -107,32 +117,56 @@ func (c *cursor) open(g generation, off int64) error {
 		f.Close()
 		return errRenamed
 	}
-	c.close()
-	c.f, c.r, c.gen, c.final = f, f, g, !g.live
-	c.start, c.end = 0, 0
-	id, err := c.ids.of(g)
+	id, r, zr, err := position(f, g, off)
 	if err != nil {
-		c.close()
+		f.Close()
 		return err
 	}
-	c.id = id
-	if g.compressed {
-		zr, err := gzip.NewReader(f)
-		if err != nil {
-			c.close()
-			return fmt.Errorf("reading gzip backup %q: %w", g.path, err)
-		}
-		c.zr, c.r = zr, zr
-		if _, err := io.CopyN(io.Discard, zr, off); err != nil {
-			c.close()
-			return fmt.Errorf("skipping to offset %d of %q: %w", off, g.path, err)
-		}
-	} else if _, err := f.Seek(off, io.SeekStart); err != nil {
-		c.close()
-		return fmt.Errorf("seeking to offset %d of %q: %w", off, g.path, err)
-	}
-	c.readPos = off
+	c.close()
+	c.f, c.r, c.zr, c.gen, c.id, c.final = f, r, zr, g, id, !g.live
+	c.start, c.end, c.readPos = 0, 0, off
 	return nil
+}
+
+// position takes the identity of the generation open as f, from f itself
+// (its name may stand for another file by now), and readies a reader at the
+// content offset off.
+func position(f *os.File, g generation, off int64) (FileID, io.Reader, *gzip.Reader, error) {
+	var prefix []byte
+	if g.compressed {
+		zr, err := gzip.NewReader(io.NewSectionReader(f, 0, 1<<62))
+		if err != nil {
+			return FileID{}, nil, nil, fmt.Errorf("reading gzip backup %q: %w", g.path, err)
+		}
+		prefix, err = readUpTo(zr, fingerprintBytes)
+		zr.Close()
+		if err != nil {
+			return FileID{}, nil, nil, fmt.Errorf("reading the start of %q: %w", g.path, err)
+		}
+	} else {
+		prefix = make([]byte, fingerprintBytes)
+		n, err := f.ReadAt(prefix, 0)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return FileID{}, nil, nil, fmt.Errorf("reading the start of %q: %w", g.path, err)
+		}
+		prefix = prefix[:n]
+	}
+	id := FileID{Dev: g.dev, Ino: g.ino, FPLen: len(prefix), FP: fingerprint(prefix)}
+	if !g.compressed {
+		if _, err := f.Seek(off, io.SeekStart); err != nil {
+			return FileID{}, nil, nil, fmt.Errorf("seeking to offset %d of %q: %w", off, g.path, err)
+		}
+		return id, f, nil, nil
+	}
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		return FileID{}, nil, nil, fmt.Errorf("reading gzip backup %q: %w", g.path, err)
+	}
+	if _, err := io.CopyN(io.Discard, zr, off); err != nil {
+		zr.Close()
+		return FileID{}, nil, nil, fmt.Errorf("skipping to offset %d of %q: %w", off, g.path, err)
+	}
+	return id, zr, zr, nil
 }
 
 // errRenamed: the path named another file by the time it was opened.
@@ -156,7 +190,7 @@ func (c *cursor) fill() (int, error) {
 		c.start = 0
 	}
 	if c.end == len(c.buf) {
-		c.buf = append(c.buf, make([]byte, min(len(c.buf), c.maxLine-len(c.buf)))...)
+		c.buf = append(c.buf, make([]byte, min(len(c.buf), c.maxLine+1-len(c.buf)))...)
 	}
 	n, err := c.r.Read(c.buf[c.end:])
 	c.end += n
@@ -166,7 +200,7 @@ func (c *cursor) fill() (int, error) {
 
 // next returns the next line of the open generation, without its newline,
 // and the content offset it starts at. The line is valid until the next
-// call. A line longer than maxLine comes back as its first maxLine bytes with
+// call. A line longer than maxLine comes back as its first bytes with
 // tooLong set; the caller then takes the rest with rest. next returns
 // errWait when no complete line is there yet and the file may grow, and
 // errDone when the generation has been read to its end and will not grow
@@ -180,11 +214,22 @@ func (c *cursor) next() (line []byte, off int64, tooLong bool, err error) {
 			c.start += i + 1
 			return line, off, false, nil
 		}
-		if c.end-c.start >= c.maxLine {
+		if c.end-c.start > c.maxLine {
 			off = c.offset()
 			line = c.buf[c.start : c.start+c.maxLine]
 			c.start += c.maxLine
 			return line, off, true, nil
+		}
+		if c.waited {
+			// The file may have been truncated and rewritten while the
+			// reader waited: never read on from the old offset.
+			c.waited = false
+			if c.truncated() {
+				if err := c.restart(); err != nil {
+					return nil, 0, false, err
+				}
+				return nil, 0, false, errTruncated
+			}
 		}
 		n, rerr := c.fill()
 		if n > 0 {
@@ -194,6 +239,7 @@ func (c *cursor) next() (line []byte, off int64, tooLong bool, err error) {
 			return nil, 0, false, fmt.Errorf("reading %q at offset %d: %w", c.gen.path, c.readPos, rerr)
 		}
 		if !c.final {
+			c.waited = true
 			return nil, 0, false, errWait
 		}
 		if c.start < c.end {
@@ -236,26 +282,20 @@ func (c *cursor) rest(w io.Writer) (ended bool, err error) {
 }
 
 // check runs when the open generation has no more data. It finds out
-// whether the file was rotated away (then it is final: what was written
-// before the rename is still read, to the end), truncated in place
-// (copytruncate), or is simply idle. It stats the open descriptor, not the
-// path, and compares identities, so a re-created audit.log is never taken
-// for a truncation of the old one.
-func (c *cursor) check() (truncated bool, err error) {
+// whether the file was rotated away: then it is final, and what was written
+// before the rename is still read, to the end. It stats the open
+// descriptor, not the path, and compares identities, so a re-created
+// audit.log is never taken for a truncation of the old one. (Truncation in
+// place is found by next, right before it reads again.)
+func (c *cursor) check() error {
 	if c.final {
-		return false, nil
+		return nil
 	}
 	st, err := c.f.Stat()
 	if err != nil {
-		return false, fmt.Errorf("inspecting open file %q: %w", c.gen.path, err)
+		return fmt.Errorf("inspecting open file %q: %w", c.gen.path, err)
 	}
 	c.gen.size, c.gen.modTime = st.Size(), st.ModTime()
-	if st.Size() < c.readPos || !c.startUnchanged() {
-		if err := c.restart(); err != nil {
-			return true, err
-		}
-		return true, nil
-	}
 	if c.id.FPLen < fingerprintBytes && st.Size() > int64(c.id.FPLen) {
 		c.refingerprint()
 	}
@@ -265,13 +305,27 @@ func (c *cursor) check() (truncated bool, err error) {
 		// audit.log deleted by hand: the apiserver may still write to the
 		// open file until it rotates, so keep following it.
 	case err != nil:
-		return false, fmt.Errorf("inspecting %q: %w", c.live, err)
+		return fmt.Errorf("inspecting %q: %w", c.live, err)
 	default:
 		if dev, ino := devIno(lst); dev != c.id.Dev || ino != c.id.Ino {
 			c.final = true
 		}
 	}
-	return false, nil
+	return nil
+}
+
+// truncated reports whether the open live file is shorter than what was
+// read of it, or no longer starts with the bytes its identity was taken
+// from: truncated in place, perhaps rewritten past the old offset.
+func (c *cursor) truncated() bool {
+	if c.final || c.gen.compressed {
+		return false
+	}
+	st, err := c.f.Stat()
+	if err != nil {
+		return false
+	}
+	return st.Size() < c.readPos || !c.startUnchanged()
 }
 
 // startUnchanged reports whether the open file still begins with the bytes
@@ -347,7 +401,11 @@ func (c *cursor) startAt(where string) error {
 	if err := c.open(g, off); err != nil {
 		return err
 	}
-	c.survey(gens, 0)
+	if where == "end" {
+		c.survey(gens, len(gens)-1)
+	} else {
+		c.survey(gens, 0)
+	}
 	return nil
 }
 

@@ -34,13 +34,44 @@ type deadLetter struct {
 const maxDeadLetterLine = 256 << 20
 
 // deadLetters appends records to the dead-letter file. Every sink's reader
-// and sender writes here, so a mutex keeps records whole.
+// and sender writes here, so a mutex keeps records whole. Each record is
+// in the file (the page cache) when its write returns: a caller whose write
+// failed keeps its position and tries again, so no record is reported
+// written and then dropped. sync makes them durable before positions are
+// saved.
 type deadLetters struct {
 	path string
 
 	mu sync.Mutex
 	f  *os.File
-	w  *bufio.Writer
+	w  *bufio.Writer // over f, flushed at the end of every record
+	// torn is set when a write failed part-way (a full disk): the next
+	// record starts on a new line, so the fragment stands alone.
+	torn bool
+}
+
+// begin readies the writer for a record, after a failed one if need be.
+// Called with mu held.
+func (d *deadLetters) begin() {
+	if d.torn {
+		d.w.WriteByte('\n')
+		d.torn = false
+	}
+}
+
+// end flushes the record to the file, or forgets it: bufio.Writer keeps
+// its first error forever, so a new one takes its place, and the next
+// record starts on a line of its own. Called with mu held.
+func (d *deadLetters) end(err error) error {
+	if err == nil {
+		err = d.w.Flush()
+	}
+	if err != nil {
+		d.w = bufio.NewWriterSize(d.f, 64<<10)
+		d.torn = true
+		return fmt.Errorf("writing to dead-letter file %q: %w", d.path, err)
+	}
+	return nil
 }
 
 func openDeadLetters(path string) (*deadLetters, error) {
@@ -69,10 +100,9 @@ func (d *deadLetters) write(rec deadLetter, line []byte) error {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if _, err := d.w.Write(append(b, '\n')); err != nil {
-		return fmt.Errorf("writing to dead-letter file %q: %w", d.path, err)
-	}
-	return nil
+	d.begin()
+	_, err = d.w.Write(append(b, '\n'))
+	return d.end(err)
 }
 
 // stream appends one record for a line too long to hold in memory: head is
@@ -121,6 +151,7 @@ func (d *deadLetters) stream(rec deadLetter, head []byte, rest func(io.Writer) (
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	// The record without its closing brace, then the line, then the brace.
+	d.begin()
 	d.w.Write(hdr[:len(hdr)-1])
 	if text {
 		d.w.WriteString(`,"line":"`)
@@ -133,13 +164,10 @@ func (d *deadLetters) stream(rec deadLetter, head []byte, rest func(io.Writer) (
 			err = enc.Close()
 		}
 	}
-	if err != nil {
-		return fmt.Errorf("copying an over-long line into %q: %w", d.path, err)
+	if err == nil {
+		_, err = d.w.WriteString("\"}\n")
 	}
-	if _, err := d.w.WriteString("\"}\n"); err != nil {
-		return fmt.Errorf("writing to dead-letter file %q: %w", d.path, err)
-	}
-	return nil
+	return d.end(err)
 }
 
 // validUTF8 reads r from its start and reports whether it is valid UTF-8.
@@ -217,7 +245,7 @@ func (d *deadLetters) sync() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if err := d.w.Flush(); err != nil {
-		return fmt.Errorf("writing to dead-letter file %q: %w", d.path, err)
+		return d.end(err)
 	}
 	if err := d.f.Sync(); err != nil {
 		return fmt.Errorf("syncing dead-letter file %q: %w", d.path, err)

@@ -289,10 +289,11 @@ func TestDeadLetterSync(t *testing.T) {
 	if err := d.write(deadLetter{Sink: "s"}, []byte("x")); err != nil {
 		t.Fatal(err)
 	}
-	// Buffered until sync: the saver syncs before it saves a position
-	// past the line.
-	if st, err := os.Stat(d.path); err != nil || st.Size() != 0 {
-		t.Fatalf("before sync: %v, %v", st.Size(), err)
+	// In the file when write returns (a failed write is known to the
+	// caller, which keeps its position); sync makes it durable before the
+	// saver saves a position past the line.
+	if st, err := os.Stat(d.path); err != nil || st.Size() == 0 {
+		t.Fatalf("before sync: %v bytes, %v; want the record written", st.Size(), err)
 	}
 	if n := len(decodeDeadLetterFile(t, d)); n != 1 {
 		t.Fatalf("after sync: %d records, want 1", n)

@@ -180,10 +180,19 @@ func readPrefix(g generation, n int) ([]byte, error) {
 		defer zr.Close()
 		r = zr
 	}
+	buf, err := readUpTo(r, n)
+	if err != nil {
+		return nil, fmt.Errorf("reading the start of %q: %w", g.path, err)
+	}
+	return buf, nil
+}
+
+// readUpTo reads the first n bytes of r, or all of it when shorter.
+func readUpTo(r io.Reader, n int) ([]byte, error) {
 	buf := make([]byte, n)
 	got, err := io.ReadFull(r, buf)
 	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("reading the start of %q: %w", g.path, err)
+		return nil, err
 	}
 	return buf[:got], nil
 }

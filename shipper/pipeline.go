@@ -145,6 +145,9 @@ func (r *reader) run(ctx context.Context) {
 			r.line(ctx, line, off, tooLong)
 		case errors.Is(err, errWait):
 			r.idle(ctx)
+		case errors.Is(err, errTruncated):
+			p.m.truncations.Inc()
+			r.mark(r.cur.position(0))
 		case errors.Is(err, errDone):
 			r.advance(ctx)
 		default:
@@ -361,16 +364,10 @@ func (r *reader) flush() {
 }
 
 // idle runs when the open generation has no complete line: it checks for
-// rotation and truncation, then waits for a change.
+// rotation, then waits for a change.
 func (r *reader) idle(ctx context.Context) {
-	p := r.p
-	truncated, err := r.cur.check()
-	if truncated {
-		p.m.truncations.Inc()
-		r.mark(r.cur.position(0))
-	}
-	if err != nil {
-		p.log.Error("checking the open audit log failed", "err", err)
+	if err := r.cur.check(); err != nil {
+		r.p.log.Error("checking the open audit log failed", "err", err)
 	}
 	if r.cur.final {
 		return // drain it to the end, then advance
