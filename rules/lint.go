@@ -105,7 +105,9 @@ func isDNSSubdomain(s string) bool {
 
 // requestVerbs are the verbs audit events carry: kube-apiserver's resource
 // verbs, and for non-resource URLs the lower-cased HTTP method.
-var requestVerbs = []string{"get", "list", "watch", "create", "update", "patch", "delete", "deletecollection", "proxy", "post", "put", "head", "options"}
+var requestVerbs = append(resourceVerbs, "post", "put", "head", "options")
+
+var resourceVerbs = []string{"get", "list", "watch", "create", "update", "patch", "delete", "deletecollection", "proxy"}
 
 // credential is a resource whose bodies hold credentials.
 type credential struct {
@@ -114,10 +116,51 @@ type credential struct {
 }
 
 var credentials = []credential{
-	{"", "secrets", "", "the secret's data in base64"},
-	{"", "configmaps", "", "whatever the config maps hold, often passwords and keys"},
-	{"", "serviceaccounts", "token", "the service account token issued (TokenRequest status.token)"},
-	{"authentication.k8s.io", "tokenreviews", "", "the bearer token under review (spec.token)"},
+	{"", "secrets", "", "the secrets' data"},
+	{"", "configmaps", "", "the config maps' contents (often passwords and keys)"},
+	{"", "serviceaccounts", "token", "the service account tokens issued (status.token)"},
+	{"authentication.k8s.io", "tokenreviews", "", "the bearer tokens under review (spec.token)"},
+}
+
+// credentialNames is "secrets", "secrets and configmaps", "a, b and c".
+func credentialNames(cs []credential) string {
+	var b strings.Builder
+	for i, c := range cs {
+		switch {
+		case i == 0:
+		case i == len(cs)-1:
+			b.WriteString(" and ")
+		default:
+			b.WriteString(", ")
+		}
+		b.WriteString(c.name())
+	}
+	return b.String()
+}
+
+func credentialContents(cs []credential) string {
+	parts := make([]string, len(cs))
+	for i, c := range cs {
+		parts[i] = c.what
+	}
+	return strings.Join(parts, ", ")
+}
+
+// credentialResources is the resources list of a rule that matches cs.
+func credentialResources(cs []credential) string {
+	var groups []string
+	byGroup := map[string][]string{}
+	for _, c := range cs {
+		if _, ok := byGroup[c.group]; !ok {
+			groups = append(groups, c.group)
+		}
+		byGroup[c.group] = append(byGroup[c.group], strconv.Quote(c.name()))
+	}
+	var items []string
+	for _, g := range groups {
+		items = append(items, fmt.Sprintf("{group: %q, resources: [%s]}", g, strings.Join(byGroup[g], ", ")))
+	}
+	return "[" + strings.Join(items, ", ") + "]"
 }
 
 func (c credential) name() string {
@@ -151,6 +194,7 @@ func (d *decoder) warnings(p *Policy) {
 				}
 			}
 		}
+		var logged []credential
 		for c, cred := range credentials {
 			if shadowed[c] {
 				continue
@@ -160,14 +204,17 @@ func (d *decoder) warnings(p *Policy) {
 				continue
 			}
 			if r.level >= LevelRequest {
-				at := src.node
-				if src.level != nil {
-					at = src.level
-				}
-				d.add(at, SeverityWarning, "%s logs %s at %s: the bodies hold %s. Fix: add before it `- level: Metadata` with `resources: [{group: %q, resources: [%q]}]`, or lower this rule to Metadata. (audit-shipper's rules.redact_secrets cuts them before shipping, but the audit log on the node keeps them.)",
-					path, cred.name(), r.level, cred.what, cred.group, cred.name())
+				logged = append(logged, cred)
 			}
 			shadowed[c] = all
+		}
+		if len(logged) > 0 {
+			at := src.node
+			if src.level != nil {
+				at = src.level
+			}
+			d.add(at, SeverityWarning, "%s logs %s at %s, so the audit log holds %s. Fix: add before it `- level: Metadata` with `resources: %s`, or lower this rule to Metadata. (audit-shipper's rules.redact_secrets cuts these bodies before shipping, but the audit log on the node keeps them.)",
+				path, credentialNames(logged), r.level, credentialContents(logged), credentialResources(logged))
 		}
 		if i == len(p.rules)-1 && i > 0 && r.level == LevelNone {
 			d.add(src.node, SeverityWarning, "%s: a None rule at the end changes nothing (requests that match no rule are not logged anyway); to stop logging these requests, move it before the rules that match them", path)
@@ -182,6 +229,9 @@ func (d *decoder) warnings(p *Policy) {
 func (r *rule) matchesCredential(c credential) (some, all bool) {
 	if len(r.nonResourceURLs) > 0 && len(r.resources) == 0 && len(r.namespaces) == 0 {
 		return false, false
+	}
+	if len(r.verbs) > 0 && !slices.ContainsFunc(r.verbs, func(v string) bool { return slices.Contains(resourceVerbs, v) }) {
+		return false, false // only verbs of non-resource requests
 	}
 	restricted := len(r.users) > 0 || len(r.userGroups) > 0 || len(r.verbs) > 0 || len(r.namespaces) > 0
 	if len(r.resources) == 0 {

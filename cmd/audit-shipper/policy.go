@@ -45,10 +45,13 @@ func policyCmd(args []string, stdout, stderr io.Writer) int {
 			code = exitConfig
 			continue
 		}
-		if len(findings) > 0 {
-			fmt.Fprintf(stdout, "%s: ok (%d rules), %d warnings\n", f, p.Len(), len(findings))
-		} else {
+		switch len(findings) {
+		case 0:
 			fmt.Fprintf(stdout, "%s: ok (%d rules)\n", f, p.Len())
+		case 1:
+			fmt.Fprintf(stdout, "%s: ok (%d rules), 1 warning\n", f, p.Len())
+		default:
+			fmt.Fprintf(stdout, "%s: ok (%d rules), %d warnings\n", f, p.Len(), len(findings))
 		}
 	}
 	return code
