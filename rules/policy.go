@@ -119,31 +119,38 @@ type Finding struct {
 	Msg      string // what is wrong and what to write instead
 }
 
-// ReadPolicy reads and compiles the policy file at path. Any finding of
-// SeverityError or SeverityIgnored is an error that names the file, the
-// line and the fix; warnings are not reported here (`audit-shipper policy
-// lint` shows them).
+// ReadPolicy reads and compiles the policy file at path. A finding of
+// SeverityError or SeverityIgnored makes it fail with one line naming the
+// file, the line of the first problem and its fix; warnings are not
+// reported here (`audit-shipper policy lint` shows them).
 func ReadPolicy(path string) (*Policy, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read audit policy: %w; rules.policy_file must name a readable audit.k8s.io/v1 Policy file", err)
 	}
 	p, findings := Lint(b)
-	var errs []string
+	if p != nil {
+		return p, nil
+	}
+	var first Finding
+	errs := 0
 	for _, f := range findings {
-		if f.Severity == SeverityWarning {
-			continue
+		if f.Severity != SeverityWarning {
+			if errs == 0 {
+				first = f
+			}
+			errs++
 		}
-		pos := path
-		if f.Line > 0 {
-			pos += ":" + strconv.Itoa(f.Line)
-		}
-		errs = append(errs, pos+": "+f.Msg)
 	}
-	if len(errs) > 0 {
-		return nil, fmt.Errorf("audit policy %s is not valid (run `audit-shipper policy lint %s`):\n  %s", path, path, strings.Join(errs, "\n  "))
+	pos := path
+	if first.Line > 0 {
+		pos += ":" + strconv.Itoa(first.Line)
 	}
-	return p, nil
+	more := ""
+	if errs > 1 {
+		more = fmt.Sprintf(" (%d more problems: run `audit-shipper policy lint %s`)", errs-1, path)
+	}
+	return nil, fmt.Errorf("%s: %s%s", pos, first.Msg, more)
 }
 
 // Lint decodes and validates an audit policy the way kube-apiserver does

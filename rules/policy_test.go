@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -170,8 +171,8 @@ func TestNewErrors(t *testing.T) {
 		}
 	}
 	f("missing file", Config{PolicyFile: "testdata/none.yaml"}, "rules.policy_file", "testdata/none.yaml", "readable")
-	f("blog policy", Config{PolicyFile: "testdata/lint/rke2-blog-basic.yaml"}, "rules.policy_file", "testdata/lint/rke2-blog-basic.yaml:5:", "indentation", "policy lint")
-	f("unknown key", Config{PolicyFile: "testdata/lint/unknown-keys.yaml"}, "unknown-keys.yaml:7:", `"user"`)
+	f("blog policy", Config{PolicyFile: "testdata/lint/rke2-blog-basic.yaml"}, "rules.policy_file: testdata/lint/rke2-blog-basic.yaml:5: invalid YAML", "indentation")
+	f("unknown key", Config{PolicyFile: "testdata/lint/unknown-keys.yaml"}, "unknown-keys.yaml:7:", `"user"`, "2 more problems: run `audit-shipper policy lint testdata/lint/unknown-keys.yaml`")
 	if _, err := New(Config{PolicyFile: "testdata/lint/warnings.yaml"}); err != nil {
 		t.Errorf("a policy with warnings only is refused: %v", err)
 	}
@@ -224,4 +225,51 @@ func TestApplyAllocs(t *testing.T) {
 
 func pods2List() []byte {
 	return secretEvent{level: "RequestResponse", stage: "ResponseComplete", verb: "list", resource: "pods", resp: podList}.line()
+}
+
+// TestConcurrentApply: one *Rules serves several goroutines (one per sink
+// and cursor) with the results of one.
+func TestConcurrentApply(t *testing.T) {
+	pol, err := os.ReadFile("testdata/lint/tricky.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newRules(t, Config{RedactSecrets: true}, string(pol))
+	g := corpus.New(corpus.Options{Seed: 9})
+	lines := make([][]byte, 500)
+	want := make([]string, len(lines))
+	var p parse.Parser
+	for i := range lines {
+		lines[i] = g.Next(nil)
+		out, v := r.Apply(nil, mustParse(t, &p, lines[i]))
+		want[i] = string(out) + v.DropReason
+	}
+	done := make(chan string)
+	for w := 0; w < 4; w++ {
+		go func() {
+			var p parse.Parser
+			var dst []byte
+			for i, l := range lines {
+				ev, err := p.Parse(l)
+				if err != nil {
+					done <- err.Error()
+					return
+				}
+				out, v := r.Apply(dst, ev)
+				if string(out)+v.DropReason != want[i] {
+					done <- "event " + strconv.Itoa(i) + " differs"
+					return
+				}
+				if len(out) > 0 && &out[0] != &l[0] {
+					dst = out // reuse the buffer Apply grew, never the line
+				}
+			}
+			done <- ""
+		}()
+	}
+	for w := 0; w < 4; w++ {
+		if msg := <-done; msg != "" {
+			t.Error(msg)
+		}
+	}
 }

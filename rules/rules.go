@@ -124,6 +124,8 @@ func (t *target) matches(o *parse.ObjectRef) bool {
 // Apply decides what becomes of one event: dropped, or the line to ship.
 // The line is ev.Raw itself when nothing changes, or otherwise the cut line
 // appended to dst[:0]; either way valid only as long as ev.Raw and dst are.
+// dst must not share memory with ev.Raw: keep a buffer of its own for it
+// (and do not recycle a returned ev.Raw as the next dst).
 //
 // In order: the policy (when there is one) drops the event when its level
 // is None (DropReason "policy_none") or its stage is omitted
