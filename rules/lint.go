@@ -14,7 +14,6 @@ import (
 // rules, sets their levels, then adds the warnings.
 func (d *decoder) validate(p *Policy) {
 	for i := range p.rules {
-		d.rule = i
 		r, src := &p.rules[i], &d.src[i]
 		path := "rules[" + strconv.Itoa(i) + "]"
 		at := src.node
@@ -62,7 +61,6 @@ func (d *decoder) validate(p *Policy) {
 			d.add(src.nonResourceURL, SeverityError, "%s: a rule cannot match both resources (resources, namespaces) and nonResourceURLs; split it into two rules", path)
 		}
 	}
-	d.rule = -1
 	for _, f := range d.findings {
 		if f.Severity != SeverityWarning {
 			return // kube-apiserver stops at the errors: fix them first
@@ -175,7 +173,6 @@ func (c credential) name() string {
 func (d *decoder) warnings(p *Policy) {
 	shadowed := make([]bool, len(credentials))
 	for i := range p.rules {
-		d.rule = i
 		r, src := &p.rules[i], &d.src[i]
 		path := "rules[" + strconv.Itoa(i) + "]"
 		for j, v := range r.verbs {
@@ -220,7 +217,6 @@ func (d *decoder) warnings(p *Policy) {
 			d.add(src.node, SeverityWarning, "%s: a None rule at the end changes nothing (requests that match no rule are not logged anyway); to stop logging these requests, move it before the rules that match them", path)
 		}
 	}
-	d.rule = -1
 }
 
 // matchesCredential reports whether the rule matches some requests for c

@@ -114,7 +114,6 @@ func (s Severity) String() string {
 // Finding is one problem in a policy file.
 type Finding struct {
 	Line     int // 1-based; 0 when it concerns the whole file
-	Rule     int // index into rules; -1 when not about one rule
 	Severity Severity
 	Msg      string // what is wrong and what to write instead
 }
@@ -177,7 +176,6 @@ func Lint(b []byte) (*Policy, []Finding) {
 // decoder turns the YAML tree into a Policy, recording findings.
 type decoder struct {
 	findings []Finding
-	rule     int          // the rule being decoded, -1 outside rules
 	src      []ruleSource // of each rule
 }
 
@@ -186,13 +184,12 @@ func (d *decoder) add(n *yaml.Node, sev Severity, format string, args ...any) {
 	if n != nil {
 		line = n.Line
 	}
-	d.findings = append(d.findings, Finding{Line: line, Rule: d.rule, Severity: sev, Msg: fmt.Sprintf(format, args...)})
+	d.findings = append(d.findings, Finding{Line: line, Severity: sev, Msg: fmt.Sprintf(format, args...)})
 }
 
 var yamlLine = regexp.MustCompile(`^yaml: line (\d+): `)
 
 func (d *decoder) decode(b []byte) *Policy {
-	d.rule = -1
 	dec := yaml.NewDecoder(strings.NewReader(string(b)))
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
@@ -204,9 +201,11 @@ func (d *decoder) decode(b []byte) *Policy {
 			msg = strings.TrimPrefix(msg, "yaml: ")
 		}
 		if msg == "EOF" {
-			msg = "the file is empty"
+			d.findings = append(d.findings, Finding{Severity: SeverityError,
+				Msg: "the file is empty; an audit policy starts with apiVersion: audit.k8s.io/v1, kind: Policy and rules:"})
+			return nil
 		}
-		d.findings = append(d.findings, Finding{Line: line, Rule: -1, Severity: SeverityError,
+		d.findings = append(d.findings, Finding{Line: line, Severity: SeverityError,
 			Msg: "invalid YAML: " + msg + "; check the indentation: a rule's keys (level, resources, users, ...) line up under the first one after its '-', and write `key: value` with a space after the colon"})
 		return nil
 	}
@@ -261,12 +260,10 @@ func (d *decoder) decode(b []byte) *Policy {
 			ok = false
 		} else {
 			for i, rn := range rules.Content {
-				d.rule = i
 				r, src := d.policyRule(rn, i)
 				p.rules = append(p.rules, r)
 				d.src = append(d.src, src)
 			}
-			d.rule = -1
 		}
 	} else if rules != nil && !isNull(rules) {
 		d.add(rules, SeverityError, "rules is not a list; write each rule as a list item starting with `- level: ...`")
