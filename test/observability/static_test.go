@@ -226,12 +226,12 @@ func TestCheckersFindMistakes(t *testing.T) {
 	}
 	f(`sum by (sink, le) (rate(audit_shipper_duration_seconds_bucket{job=~"$job"}[5m]))`, 0)
 	f(`increase(audit_shipper_x_total{reason=~"too_long|$r"}[5m])`, 0)
-	f(`audit_shipper_y_total`, 1)                                       // not catalogued
-	f(`audit_shipper_duration_seconds`, 1)                              // a histogram has no series of its base name
-	f(`audit_shipper_x_total{resaon="too_long"}`, 1)                    // no such label
-	f(`audit_shipper_x_total{reason="toolong"}`, 1)                     // no such value
-	f(`audit_shipper_x_total{reason=~"too_long|sink_rejected"}`, 1)     // one alternative missing
-	f(`sum by (outcome) (audit_shipper_x_total)`, 1)                    // grouping by a label it lacks
+	f(`audit_shipper_y_total`, 1)                                   // not catalogued
+	f(`audit_shipper_duration_seconds`, 1)                          // a histogram has no series of its base name
+	f(`audit_shipper_x_total{resaon="too_long"}`, 1)                // no such label
+	f(`audit_shipper_x_total{reason="toolong"}`, 1)                 // no such value
+	f(`audit_shipper_x_total{reason=~"too_long|sink_rejected"}`, 1) // one alternative missing
+	f(`sum by (outcome) (audit_shipper_x_total)`, 1)                // grouping by a label it lacks
 	f(`histogram_quantile(0.9, rate(audit_shipper_x_total_bucket[1m]))`, 1)
 
 	labels, metadata := []string{"job", "stage"}, []string{"user"}
@@ -242,8 +242,8 @@ func TestCheckersFindMistakes(t *testing.T) {
 		}
 	}
 	g(`sum by (user) (count_over_time({job="a", stage=~"$s"} | user!="x" |= "y" [1m]))`, 0)
-	g(`{job="a", user="x"}`, 1)               // user is metadata, not a stream label
-	g(`{job="a"} | verb="get"`, 1)            // not sent by default
+	g(`{job="a", user="x"}`, 1)    // user is metadata, not a stream label
+	g(`{job="a"} | verb="get"`, 1) // not sent by default
 	g(`sum by (resource) (rate({job="a"}[1m]))`, 1)
 	g(`{job="a"} | json | user="x"`, 1)
 }
