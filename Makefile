@@ -8,11 +8,12 @@ LDFLAGS     := -s -w -X main.version=$(VERSION)
 BIN         := bin/audit-shipper
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 VLOGS       := github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs@v1.52.1
+HELM        := helm.sh/helm/v3/cmd/helm@v3.22.0
 # Packages of the fast unit run: everything but the end-to-end suites.
 UNIT        := $(shell $(GO) list ./... | grep -v /test/)
 FUZZTIME    ?= 20s
 
-.PHONY: build demo test unit acceptance fuzz race bench lint tools clean
+.PHONY: build demo test unit acceptance deploy-test fuzz race bench lint tools clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/audit-shipper
@@ -23,7 +24,7 @@ demo: build
 	$(BIN) demo
 
 # Everything CI runs.
-test: tools lint unit race acceptance fuzz
+test: tools lint unit race acceptance deploy-test fuzz
 
 unit:
 	$(GO) test -count=1 -timeout 20m $(UNIT)
@@ -40,6 +41,11 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./parse/
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./config/
 
+# The deployment material (manifests, chart, Dockerfile, systemd unit),
+# checked by its own module so k8s.io/api stays out of the main go.mod.
+deploy-test:
+	cd deploy/test && $(GO) vet ./... && $(GO) run $(STATICCHECK) ./... && $(GO) test -count=1 -timeout 10m ./...
+
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./parse/ ./shipper/ ./sinks/...
 
@@ -50,10 +56,13 @@ lint:
 
 # Real servers the tests talk to: VictoriaLogs (Loki push and Elasticsearch
 # bulk APIs), built from source once per machine.
-tools: $(GOBIN)/victoria-logs
+tools: $(GOBIN)/victoria-logs $(GOBIN)/helm
 
 $(GOBIN)/victoria-logs:
 	$(GO) install $(VLOGS)
+
+$(GOBIN)/helm:
+	$(GO) install $(HELM)
 
 clean:
 	rm -rf bin
