@@ -14,6 +14,7 @@ import (
 
 	"github.com/audit-shipper/audit-shipper/config"
 	"github.com/audit-shipper/audit-shipper/parse"
+	"github.com/audit-shipper/audit-shipper/signals"
 	"github.com/audit-shipper/audit-shipper/sinks"
 )
 
@@ -36,6 +37,7 @@ type pipeline struct {
 	dl       *deadLetters
 	store    *positionStore
 	health   *health
+	signals  *signals.Counters
 	// wake is poked when the audit log's directory changes.
 	wake chan struct{}
 
@@ -222,6 +224,7 @@ func (r *reader) line(ctx context.Context, line []byte, off int64, tooLong bool)
 		r.dead(ctx, rec, line)
 		return
 	}
+	p.signals.Observe(ev)
 	r.add(ctx, line, off, ev)
 	if time.Since(r.survey) > surveyEvery {
 		r.resurvey()
@@ -277,7 +280,7 @@ func (r *reader) deadStream(ctx context.Context, rec deadLetter, head []byte) {
 // in-flight bound first.
 func (r *reader) add(ctx context.Context, line []byte, off int64, ev *parse.Event) {
 	p := r.p
-	n := int64(len(line))
+	n := r.cur.offset() - off // the line and its newline
 	if !r.reserve(ctx, n) {
 		return
 	}
@@ -328,6 +331,8 @@ func (r *reader) reserve(ctx context.Context, n int64) bool {
 		r.flush()
 		select {
 		case <-p.released:
+		case <-r.poll.C:
+			r.refresh()
 		case <-ctx.Done():
 			return false
 		}
@@ -359,23 +364,36 @@ func (r *reader) flush() {
 	r.b.seq = r.seq
 	r.seq++
 	r.p.m.batches.Inc()
-	r.out <- r.b
+	for sent := false; !sent; {
+		select {
+		case r.out <- r.b:
+			sent = true
+		case <-r.poll.C:
+			r.refresh()
+		}
+	}
 	r.b = nil
 }
 
-// idle runs when the open generation has no complete line: it checks for
-// rotation, then waits for a change.
-func (r *reader) idle(ctx context.Context) {
+// refresh keeps the lag gauge and the loss accounting current while the
+// reader is held back by its sink: what is on disk goes on changing.
+func (r *reader) refresh() {
 	if err := r.cur.check(); err != nil {
 		r.p.log.Error("checking the open audit log failed", "err", err)
-	}
-	if r.cur.final {
-		return // drain it to the end, then advance
 	}
 	if time.Since(r.survey) > surveyEvery {
 		r.resurvey()
 	}
 	r.updateLag()
+}
+
+// idle runs when the open generation has no complete line: it checks for
+// rotation, then waits for a change.
+func (r *reader) idle(ctx context.Context) {
+	r.refresh()
+	if r.cur.final {
+		return // drain it to the end, then advance
+	}
 	r.wait(ctx)
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/audit-shipper/audit-shipper/config"
+	"github.com/audit-shipper/audit-shipper/signals"
 	"github.com/audit-shipper/audit-shipper/sinks"
 )
 
@@ -69,8 +70,12 @@ func New(cfg *config.Config, built []Sink, log *slog.Logger, reg prometheus.Regi
 		if o, ok := b.Sink.(Ordered); ok && o.Ordered() {
 			requests = 1
 		}
-		s.pipes = append(s.pipes, newPipeline(b.Config.Name, b.Sink, b.Config, cfg.Source, requests,
-			log.With("sink", b.Config.Name), s.m.forSink(b.Config.Name), dl, store))
+		p := newPipeline(b.Config.Name, b.Sink, b.Config, cfg.Source, requests,
+			log.With("sink", b.Config.Name), s.m.forSink(b.Config.Name), dl, store)
+		// Security signals count what each sink's reader reads, before
+		// the rules: what happened, not what was shipped.
+		p.signals = signals.New(prometheus.WrapRegistererWith(prometheus.Labels{"sink": b.Config.Name}, reg))
+		s.pipes = append(s.pipes, p)
 	}
 	return s, nil
 }
