@@ -13,7 +13,7 @@ HELM        := helm.sh/helm/v3/cmd/helm@v3.22.0
 UNIT        := $(shell $(GO) list ./... | grep -v /test/)
 FUZZTIME    ?= 20s
 
-.PHONY: build demo test unit acceptance deploy-test fuzz race bench lint tools clean
+.PHONY: build demo test unit acceptance observability deploy-test fuzz race bench lint tools clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/audit-shipper
@@ -24,22 +24,30 @@ demo: build
 	$(BIN) demo
 
 # Everything CI runs.
-test: tools lint unit race acceptance deploy-test fuzz
+test: tools lint unit race acceptance observability deploy-test fuzz
 
 unit:
 	$(GO) test -count=1 -timeout 20m $(UNIT)
+	cd rules/oracle && $(GO) test -count=1 -timeout 10m ./...
 
 # -short: the 1 GB backlog and real-server tests run in unit already.
 race:
-	$(GO) test -count=1 -race -short -timeout 20m ./shipper/... ./sinks/...
+	$(GO) test -count=1 -race -short -timeout 20m ./shipper/... ./sinks/... ./rules/... ./signals/...
 
 # -v: each acceptance test prints its figures (written, delivered, lost...).
 acceptance:
 	$(GO) test -count=1 -v -timeout 20m ./test/acceptance/
 
+# A real Prometheus (Debian's package) scrapes the shipper; promtool checks
+# the metrics, the alerting rules and their unit tests.
+observability:
+	$(GO) test -count=1 -v -timeout 10m ./test/observability/
+
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./parse/
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./config/
+	$(GO) test -run '^$$' -fuzz '^FuzzApply$$' -fuzztime $(FUZZTIME) ./rules/
+	$(GO) test -run '^$$' -fuzz '^FuzzMember$$' -fuzztime $(FUZZTIME) ./signals/
 
 # The deployment material (manifests, chart, Dockerfile, systemd unit),
 # checked by its own module so k8s.io/api stays out of the main go.mod.
@@ -47,12 +55,13 @@ deploy-test:
 	cd deploy/test && $(GO) vet ./... && $(GO) run $(STATICCHECK) ./... && $(GO) test -count=1 -timeout 10m ./...
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./parse/ ./shipper/ ./sinks/...
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./parse/ ./rules/ ./signals/ ./shipper/ ./sinks/...
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
+	cd rules/oracle && $(GO) vet ./... && $(GO) run $(STATICCHECK) ./...
 
 # Real servers the tests talk to: VictoriaLogs (Loki push and Elasticsearch
 # bulk APIs), built from source once per machine.

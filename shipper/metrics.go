@@ -2,6 +2,7 @@ package shipper
 
 import (
 	"github.com/audit-shipper/audit-shipper/parse"
+	"github.com/audit-shipper/audit-shipper/rules"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -39,6 +40,9 @@ type metrics struct {
 	lastEvent    *prometheus.GaugeVec
 	batches      *prometheus.GaugeVec
 	positionSave *prometheus.CounterVec
+	filtered     *prometheus.CounterVec
+	redacted     *prometheus.CounterVec
+	lowered      *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -76,11 +80,17 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "audit_shipper_last_shipped_event_timestamp_seconds", Help: "stageTimestamp of the newest event the sink acknowledged (Unix time); time() minus it is the sink's lag in seconds."}, sink),
 		batches: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "audit_shipper_inflight_batches", Help: "Batches handed to the sink's senders and not yet acknowledged."}, sink),
+		filtered: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "audit_shipper_events_filtered_total", Help: "Events the shipper's rules kept from the sink, by reason (policy_none: the policy's level None; omit_stage: a stage the policy omits)."}, []string{"sink", "reason"}),
+		redacted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "audit_shipper_events_redacted_total", Help: "Events whose credential bodies (secrets, token reviews, token requests...) were removed before the sink saw them."}, sink),
+		lowered: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "audit_shipper_events_lowered_total", Help: "Events whose level the shipper's policy lowered (bodies or managedFields removed)."}, sink),
 		positionSave: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "audit_shipper_position_saves_total", Help: "Writes of the positions file, by result."}, []string{"result"}),
 	}
 	reg.MustRegister(m.linesRead, m.bytesRead, m.shipped, m.deadLetters, m.rotations, m.lostBytes, m.lostFiles,
-		m.truncations, m.lagBytes, m.inflight, m.filesOpen, m.sendAttempts, m.retries, m.lastSuccess, m.lastEvent, m.batches, m.positionSave)
+		m.truncations, m.lagBytes, m.inflight, m.filesOpen, m.sendAttempts, m.retries, m.lastSuccess, m.lastEvent, m.batches, m.positionSave, m.filtered, m.redacted, m.lowered)
 	m.positionSave.WithLabelValues("ok")
 	m.positionSave.WithLabelValues("error")
 	return m
@@ -92,9 +102,9 @@ var sendOutcomes = []string{"ok", "retryable", "permanent", "partial"}
 // sinkMetrics are the children of the metrics for one sink, looked up once.
 type sinkMetrics struct {
 	linesRead, bytesRead, shipped, rotations, lostBytes, lostFiles, truncations, retries prometheus.Counter
+	redacted, lowered                                                                    prometheus.Counter
 	lagBytes, inflight, filesOpen, lastSuccess, lastEvent, batches                       prometheus.Gauge
-	deadLetters                                                                          map[string]prometheus.Counter
-	outcomes                                                                             map[string]prometheus.Counter
+	deadLetters, filtered, outcomes                                                      map[string]prometheus.Counter
 }
 
 func (m *metrics) forSink(name string) *sinkMetrics {
@@ -113,8 +123,14 @@ func (m *metrics) forSink(name string) *sinkMetrics {
 		lastSuccess: m.lastSuccess.WithLabelValues(name),
 		lastEvent:   m.lastEvent.WithLabelValues(name),
 		batches:     m.batches.WithLabelValues(name),
+		redacted:    m.redacted.WithLabelValues(name),
+		lowered:     m.lowered.WithLabelValues(name),
 		deadLetters: map[string]prometheus.Counter{},
+		filtered:    map[string]prometheus.Counter{},
 		outcomes:    map[string]prometheus.Counter{},
+	}
+	for _, r := range rules.DropReasons {
+		s.filtered[r] = m.filtered.WithLabelValues(name, r)
 	}
 	for _, r := range deadLetterReasons {
 		s.deadLetters[r] = m.deadLetters.WithLabelValues(name, r)

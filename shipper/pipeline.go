@@ -14,6 +14,7 @@ import (
 
 	"github.com/audit-shipper/audit-shipper/config"
 	"github.com/audit-shipper/audit-shipper/parse"
+	"github.com/audit-shipper/audit-shipper/rules"
 	"github.com/audit-shipper/audit-shipper/signals"
 	"github.com/audit-shipper/audit-shipper/sinks"
 )
@@ -38,6 +39,7 @@ type pipeline struct {
 	store    *positionStore
 	health   *health
 	signals  *signals.Counters
+	rules    *rules.Rules // nil: every event as it was written
 	// wake is poked when the audit log's directory changes.
 	wake chan struct{}
 
@@ -123,6 +125,7 @@ type reader struct {
 	out    chan<- *batch
 	cur    *cursor
 	parser parse.Parser
+	ruled  []byte // the buffer the rules build a cut line in
 	b      *batch
 	seq    uint64
 	poll   *time.Ticker
@@ -225,6 +228,26 @@ func (r *reader) line(ctx context.Context, line []byte, off int64, tooLong bool)
 		return
 	}
 	p.signals.Observe(ev)
+	if p.rules != nil {
+		out, v := p.rules.Apply(r.ruled, ev)
+		switch {
+		case v.Drop:
+			p.m.filtered[v.DropReason].Inc()
+			r.mark(r.cur.position(r.cur.offset()))
+			return
+		case v.Redacted || v.Lowered:
+			// out was built in r.ruled; otherwise it is the line itself,
+			// which must never become the next buffer.
+			r.ruled = out[:0]
+			if v.Redacted {
+				p.m.redacted.Inc()
+			}
+			if v.Lowered {
+				p.m.lowered.Inc()
+			}
+		}
+		line = out
+	}
 	r.add(ctx, line, off, ev)
 	if time.Since(r.survey) > surveyEvery {
 		r.resurvey()

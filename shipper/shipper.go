@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/audit-shipper/audit-shipper/config"
+	"github.com/audit-shipper/audit-shipper/rules"
 	"github.com/audit-shipper/audit-shipper/signals"
 	"github.com/audit-shipper/audit-shipper/sinks"
 )
@@ -23,10 +24,12 @@ import (
 // readyGrace is how long a sink may fail before /readyz says so.
 const readyGrace = 30 * time.Second
 
-// Sink is a built sink with the config entry it came from.
+// Sink is a built sink with the config entry it came from, and the rules
+// its events go through (nil: none).
 type Sink struct {
 	Config config.Sink
 	Sink   sinks.Sink
+	Rules  *rules.Rules
 }
 
 // Ordered is implemented by sinks whose output must keep the audit log's
@@ -75,6 +78,7 @@ func New(cfg *config.Config, built []Sink, log *slog.Logger, reg prometheus.Regi
 		// Security signals count what each sink's reader reads, before
 		// the rules: what happened, not what was shipped.
 		p.signals = signals.New(prometheus.WrapRegistererWith(prometheus.Labels{"sink": b.Config.Name}, reg))
+		p.rules = b.Rules
 		s.pipes = append(s.pipes, p)
 	}
 	return s, nil

@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/audit-shipper/audit-shipper/config"
+	"github.com/audit-shipper/audit-shipper/rules"
 	"github.com/audit-shipper/audit-shipper/shipper"
 	"github.com/audit-shipper/audit-shipper/sinks"
 	"github.com/audit-shipper/audit-shipper/sinks/elasticsearch"
@@ -71,6 +72,8 @@ Usage:
   audit-shipper check --config FILE     validate a configuration and exit (2 when it is bad)
   audit-shipper demo  [--dir DIR]       write a live, rotating audit log of generated events
                                         and ship it to a file, with metrics on :9464
+  audit-shipper policy lint FILE...     validate audit policies as kube-apiserver does; warn where
+                                        one logs credentials or never matches (2 when one is invalid)
   audit-shipper version                 print the version
 
 Start from configs/audit-shipper.yaml; every key is explained there.
@@ -93,6 +96,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return checkCmd(rest, stdout, stderr)
 	case "demo":
 		return demoCmd(rest, stdout, stderr)
+	case "policy":
+		return policyCmd(rest, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintf(stdout, "audit-shipper %s %s\n", versionString(), runtime.Version())
 		return exitOK
@@ -164,7 +169,14 @@ func build(cfg *config.Config, log *slog.Logger, reg prometheus.Registerer) ([]s
 			closeAll(built)
 			return nil, err
 		}
-		built = append(built, shipper.Sink{Config: *sec, Sink: s})
+		rc := cfg.RulesFor(sec)
+		r, err := rules.New(rules.Config{RedactSecrets: rc.RedactSecrets, RedactResources: rc.RedactResources, PolicyFile: rc.PolicyFile})
+		if err != nil {
+			s.Close()
+			closeAll(built)
+			return nil, fmt.Errorf("%s: sink %q: %w", cfg.File, sec.Name, err)
+		}
+		built = append(built, shipper.Sink{Config: *sec, Sink: s, Rules: r})
 	}
 	return built, nil
 }
