@@ -16,7 +16,7 @@ import (
 func credentials(t *testing.T, line []byte) []string {
 	t.Helper()
 	var ev struct {
-		ObjectRef struct{ Resource, Subresource string }
+		ObjectRef                     struct{ Resource, Subresource string }
 		RequestObject, ResponseObject json.RawMessage
 	}
 	if err := json.Unmarshal(line, &ev); err != nil {
