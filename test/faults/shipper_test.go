@@ -36,8 +36,8 @@ type sink struct {
 const (
 	sinkTimeout = "2s"
 	sinkRetry   = "retry: {min_backoff: 100ms, max_backoff: 1s}"
-	sinkBatch   = "batch: {max_events: 500, max_bytes: 1MiB, max_wait: 200ms}"
-	batchEvents = 500
+	sinkBatch   = "batch: {max_events: 100, max_bytes: 1MiB, max_wait: 200ms}"
+	batchEvents = 100
 )
 
 // lokiSink pushes protobuf+snappy to the Loki endpoint of the
