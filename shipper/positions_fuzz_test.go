@@ -3,6 +3,7 @@ package shipper
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,8 +16,12 @@ const maxFuzzPositions = 64 << 10
 
 // FuzzLoadPositions feeds loadPositions arbitrary file contents. It must
 // never panic; a file it refuses gets the error that names the file and
-// the fix; a file it accepts keeps every sink's position through a save
-// and a load, and saving what was loaded again changes nothing.
+// the fix; a file it accepts holds no number the shipper could never have
+// written and cannot use (a negative offset stalls the sink's reader on
+// "seeking to offset -1", a negative fingerprint length panics in
+// readUpTo, a negative size makes a lost-bytes counter go down), keeps
+// every sink's position through a save and a load, and saving what was
+// loaded again changes nothing.
 //
 //	go test ./shipper/ -run '^$' -fuzz FuzzLoadPositions -fuzztime 30s
 func FuzzLoadPositions(f *testing.F) {
@@ -46,7 +51,9 @@ func FuzzLoadPositions(f *testing.F) {
 		`{"version":1,"sinks":{"loki":{"offset":12},"loki":{"offset":7}}}`,
 		`{"version":1,"version":2,"sinks":{}}`,
 		`{"version":1,"sinks":{"":{"offset":0}}}`,
-		`{"version":1,"sinks":{"loki":{"offset":-1,"size":-1}}}`,
+		`{"version":1,"sinks":{"loki":{"offset":-1}}}`,
+		`{"version":1,"sinks":{"loki":{"file":{"fp_len":-5}}}}`,
+		`{"version":1,"sinks":{"loki":{"ahead":[{"size":-7}]}}}`,
 		`{"version":1,"sinks":{"loki":{"offset":9223372036854775807}}}`,
 		`{"version":1,"sinks":{"loki":{"offset":9223372036854775808}}}`,
 		`{"version":1,"sinks":{"loki":{"mtime":"2024-06-01T12:00:00+02:00"}}}`,
@@ -77,6 +84,11 @@ func FuzzLoadPositions(f *testing.F) {
 				}
 			}
 			return
+		}
+		for name, p := range s.pos {
+			if msg := impossible(p); msg != "" {
+				t.Fatalf("accepted a position of sink %q with %s: the file is corrupt and must be refused\ncontent %q", name, msg, content)
+			}
 		}
 		loaded := encodePositions(t, s)
 
@@ -113,6 +125,27 @@ func FuzzLoadPositions(f *testing.F) {
 			t.Fatalf("saving what was loaded changed the file:\nfirst %s\nsecond %s\ncontent %q", first, second, content)
 		}
 	})
+}
+
+// impossible names a number of p that no shipper writes, or returns "".
+func impossible(p Position) string {
+	switch {
+	case p.Offset < 0:
+		return fmt.Sprintf("offset %d", p.Offset)
+	case p.Size < 0:
+		return fmt.Sprintf("size %d", p.Size)
+	case p.File.FPLen < 0:
+		return fmt.Sprintf("fp_len %d", p.File.FPLen)
+	}
+	for i, a := range p.Ahead {
+		switch {
+		case a.Size < 0:
+			return fmt.Sprintf("ahead[%d].size %d", i, a.Size)
+		case a.File.FPLen < 0:
+			return fmt.Sprintf("ahead[%d].file.fp_len %d", i, a.File.FPLen)
+		}
+	}
+	return ""
 }
 
 // encodePositions is s's positions as JSON with sorted keys, to compare.
