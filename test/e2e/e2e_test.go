@@ -288,8 +288,8 @@ func (f figures) report() string {
 	p("rotations: %d", f.generations-1)
 	p("traffic: %s requests in %s (%.0f/s), %s refused to the unprivileged user as expected, %s unexpected failures; %s secret values written, %s service-account tokens issued",
 		count(f.requests), f.trafficTook.Round(time.Second), float64(f.requests)/f.trafficTook.Seconds(), count(f.forbidden), count(f.unexpected), count(f.markers), count(f.tokens))
-	p("restarts of the shipper: %d after as many SIGKILLs; it read %d gzipped backups; delivery complete %s after the apiserver stopped",
-		f.kills, f.shipperReadGzipped, f.catchUpTook.Round(time.Second))
+	p("restarts of the shipper: %d, after %d SIGKILLs; it read %d gzipped backups; delivery complete %s after the apiserver stopped",
+		f.starts-1, f.kills, f.shipperReadGzipped, f.catchUpTook.Round(time.Second))
 	var delivered, dups, lost []string
 	for _, s := range sinkNames {
 		delivered = append(delivered, s+" "+count(f.delivered[s]))

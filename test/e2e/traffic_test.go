@@ -146,8 +146,10 @@ func (tr *traffic) namespace(ctx context.Context, ns string) {
 	})
 
 	// Secrets, whose values the policy logs and the shipper must remove.
+	// client-go returns an empty object with an error: only the objects
+	// of calls that succeeded are used again.
 	var secret *corev1.Secret
-	tr.call(ctx, "create secret", false, func() (err error) {
+	secretMade := tr.call(ctx, "create secret", false, func() (err error) {
 		tr.markers.Add(2)
 		secret, err = core.Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: obj("db-credentials"), Type: corev1.SecretTypeOpaque,
 			Data:       map[string][]byte{"password": []byte(marker())},
@@ -156,7 +158,7 @@ func (tr *traffic) namespace(ctx context.Context, ns string) {
 	})
 	tr.call(ctx, "get secret", false, func() error { _, err := core.Secrets(ns).Get(ctx, "db-credentials", metav1.GetOptions{}); return err })
 	tr.call(ctx, "list secrets", false, func() error { _, err := core.Secrets(ns).List(ctx, metav1.ListOptions{}); return err })
-	if secret != nil {
+	if secretMade {
 		tr.call(ctx, "update secret", false, func() error {
 			tr.markers.Add(1)
 			secret.Data["password"] = []byte(marker())
@@ -171,13 +173,13 @@ func (tr *traffic) namespace(ctx context.Context, ns string) {
 	})
 
 	var cm *corev1.ConfigMap
-	tr.call(ctx, "create configmap", false, func() (err error) {
+	cmMade := tr.call(ctx, "create configmap", false, func() (err error) {
 		cm, err = core.ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: obj("app-config"),
 			Data: map[string]string{"app.yaml": "replicas: 2\nlog_level: info\nfeatures: [search, cart]\n", "LOG_FORMAT": "json"}}, create)
 		return err
 	})
 	tr.call(ctx, "get configmap", false, func() error { _, err := core.ConfigMaps(ns).Get(ctx, "app-config", metav1.GetOptions{}); return err })
-	if cm != nil {
+	if cmMade {
 		tr.call(ctx, "update configmap", false, func() error {
 			cm.Data["LOG_FORMAT"] = "text"
 			_, err := core.ConfigMaps(ns).Update(ctx, cm, update)
