@@ -71,14 +71,17 @@ func esSink(name, addr string, extra ...string) sink {
 %s`, name, addr, sinkTimeout, sinkBatch, sinkRetry, indent(extra))}
 }
 
-// fileSink writes NDJSON to path.
-func fileSink(name, path string) sink {
+// fileSink writes NDJSON to <state>/<name>.ndjson (shipper.out).
+func fileSink(name string) sink {
 	return sink{name: name, maxEvents: batchEvents, requests: 1, yaml: fmt.Sprintf(`  - name: %s
     type: file
-    path: %s
+    path: %s/%s.ndjson
     %s
-`, name, path, sinkBatch)}
+`, name, stateDirVar, name, sinkBatch)}
 }
+
+// stateDirVar stands for the shipper's state directory in sink entries.
+const stateDirVar = "${STATE_DIR}"
 
 func indent(lines []string) string {
 	var b strings.Builder
@@ -178,7 +181,7 @@ func newShipper(t *testing.T, opts options, sinks ...sink) *shipper {
 func (s *shipper) writeConfig() {
 	var entries strings.Builder
 	for _, k := range s.sinks {
-		entries.WriteString(k.yaml)
+		entries.WriteString(strings.ReplaceAll(k.yaml, stateDirVar, s.stateDir()))
 	}
 	cfg := fmt.Sprintf(`source:
   path: %s
@@ -207,6 +210,9 @@ shutdown: {timeout: 10s}
 func (s *shipper) logDir() string     { return filepath.Dir(s.opts.logPath) }
 func (s *shipper) stateDir() string   { return filepath.Join(s.dir, "state") }
 func (s *shipper) deadLetter() string { return filepath.Join(s.dir, "state", "dead-letter.ndjson") }
+
+// out is the output of the file sink name.
+func (s *shipper) out(name string) string { return filepath.Join(s.stateDir(), name+".ndjson") }
 
 // freeAddr returns a loopback address nobody listens on at the moment.
 func freeAddr(t *testing.T) string {
