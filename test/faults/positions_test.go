@@ -85,8 +85,8 @@ func fill(t *testing.T, dir string) (free func()) {
 // bits); full is a 64 KiB tmpfs filled up (ENOSPC).
 func TestPositionsDirectory(t *testing.T) {
 	for _, c := range []struct {
-		name  string
-		tmpfs bool
+		name     string
+		tmpfs    bool
 		breakDir func(t *testing.T, dir string) (fix func())
 	}{
 		{"read-only", false, readOnlyDir},
@@ -190,7 +190,9 @@ func TestPositionsCorrupt(t *testing.T) {
 		// What a crash leaves of a file whose blocks were not written yet
 		// on some filesystems.
 		{"zeroed", func(saved []byte) []byte { return make([]byte, len(saved)) }},
-		{"newer version", func(saved []byte) []byte { return bytes.Replace(saved, []byte(`"version": 1`), []byte(`"version": 2`), 1) }},
+		{"newer version", func(saved []byte) []byte {
+			return bytes.Replace(saved, []byte(`"version": 1`), []byte(`"version": 2`), 1)
+		}},
 		{"negative offset", editPosition(func(p map[string]any) { p["offset"] = -100 })},
 		{"negative fingerprint length", editPosition(func(p map[string]any) { p["file"].(map[string]any)["fp_len"] = -5 })},
 	}
