@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"path/filepath"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -96,6 +94,18 @@ func (l *auditLog) writeN(n int) error {
 	return nil
 }
 
+// writeRotations appends events until n more rotations have happened and
+// the new live file holds at least one event.
+func (l *auditLog) writeRotations(n int) error {
+	want := l.rotations.Load() + int64(n)
+	for l.rotations.Load() < want || l.size == 0 {
+		if err := l.write(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // writeAt appends rate events a second, in bursts every 10ms, for d or
 // until ctx is done.
 func (l *auditLog) writeAt(ctx context.Context, rate int, d time.Duration) error {
@@ -158,7 +168,6 @@ type timeline struct {
 	t       *testing.T
 	s       *shipper
 	begin   time.Time
-	mu      sync.Mutex
 	actions []action
 }
 
@@ -197,7 +206,3 @@ func (tl *timeline) run() {
 		a.do()
 	}
 }
-
-// logDir is the directory lumberjack writes to, for the scenarios that
-// write to it themselves.
-func (l *auditLog) dir() string { return filepath.Dir(l.lj.Filename) }

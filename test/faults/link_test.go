@@ -104,7 +104,7 @@ func testLinkFault(t *testing.T, f linkFault) {
 	rng := newRand(t)
 	lokiVL, esVL := vlogs.Start(t), vlogs.Start(t, "-insert.maxLineSizeBytes=4MiB")
 	lokiLink, esLink := startProxy(t, hostPort(lokiVL)), startProxy(t, hostPort(esVL))
-	s := newShipper(t, options{}, lokiSink("loki", lokiLink.Addr()), esSink("es", esLink.Addr()))
+	s := newShipper(t, options{}, lokiSink("loki", lokiLink.Addr()).countedBy(lokiVL, t), esSink("es", esLink.Addr()).countedBy(esVL, t))
 	alog := newAuditLog(s.opts.logPath, 2)
 
 	begin := time.Now()

@@ -99,7 +99,8 @@ func TestRetryAfter(t *testing.T) {
 	lokiVL, esVL := vlogs.Start(t), vlogs.Start(t, "-insert.maxLineSizeBytes=4MiB")
 	lokiFront, lokiAddr := newThrottler(t, lokiVL)
 	esFront, esAddr := newThrottler(t, esVL)
-	loki, es := lokiSink("loki", lokiAddr, "max_requests_in_flight: 1"), esSink("es", esAddr, "max_requests_in_flight: 1")
+	loki := lokiSink("loki", lokiAddr, "max_requests_in_flight: 1").countedBy(lokiVL, t)
+	es := esSink("es", esAddr, "max_requests_in_flight: 1").countedBy(esVL, t)
 	loki.requests, es.requests = 1, 1
 	s := newShipper(t, options{}, loki, es)
 	alog := newAuditLog(s.opts.logPath, 3)

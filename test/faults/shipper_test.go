@@ -19,6 +19,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/audit-shipper/audit-shipper/internal/vlogs"
 )
 
 const mib = 1 << 20
@@ -29,6 +31,21 @@ type sink struct {
 	// maxEvents and requests are the entry's batch.max_events and
 	// max_requests_in_flight: what one kill or one retry can duplicate.
 	maxEvents, requests int
+	// held counts the events the sink's server or file holds now, or is
+	// nil; see dupBound.
+	held func() int
+	file bool
+}
+
+// countedBy returns k with the count of events its server holds.
+func (k sink) countedBy(vl *vlogs.Server, t *testing.T) sink {
+	k.held = func() int {
+		// A request the killed shipper sent whole is still being stored.
+		time.Sleep(300 * time.Millisecond)
+		vl.Flush(t)
+		return vl.Count(t, "*")
+	}
+	return k
 }
 
 // Every remote sink gets second-scale timeouts and backoffs, so that
@@ -73,7 +90,7 @@ func esSink(name, addr string, extra ...string) sink {
 
 // fileSink writes NDJSON to <state>/<name>.ndjson (shipper.out).
 func fileSink(name string) sink {
-	return sink{name: name, maxEvents: batchEvents, requests: 1, yaml: fmt.Sprintf(`  - name: %s
+	return sink{name: name, maxEvents: batchEvents, requests: 1, file: true, yaml: fmt.Sprintf(`  - name: %s
     type: file
     path: %s/%s.ndjson
     %s
@@ -122,9 +139,12 @@ type shipper struct {
 	started  time.Time
 
 	samples *sampler
-	// ends is how each run ended, for the duplicate bound.
-	ends  []runEnd
-	kills int
+	// ends is how each run ended, for the duplicate bound; heldAtStart
+	// is what each sink with a count held when the running process
+	// started.
+	ends        []runEnd
+	heldAtStart map[string]int
+	kills       int
 }
 
 // workDir makes a directory for one test that outlives it when it fails,
@@ -172,6 +192,18 @@ func newShipper(t *testing.T, opts options, sinks ...sink) *shipper {
 		opts.syncInterval = 500 * time.Millisecond
 	}
 	s := &shipper{t: t, dir: dir, opts: opts, sinks: sinks, config: filepath.Join(dir, "config.yaml"), listen: freeAddr(t)}
+	for i, k := range s.sinks {
+		if k.file {
+			s.sinks[i].held = func() int {
+				held, torn := fileHeld(t, s.out(k.name))
+				n := torn
+				for _, c := range held {
+					n += c
+				}
+				return n
+			}
+		}
+	}
 	s.writeConfig()
 	s.samples = newSampler(s)
 	t.Cleanup(s.cleanup)
@@ -233,6 +265,12 @@ func (s *shipper) start() {
 		s.t.Fatal("harness: start while the shipper runs")
 	}
 	run := s.runs + 1
+	s.heldAtStart = make(map[string]int)
+	for _, k := range s.sinks {
+		if k.held != nil {
+			s.heldAtStart[k.name] = k.held()
+		}
+	}
 	logPath := filepath.Join(s.dir, fmt.Sprintf("shipper-%02d.log", run))
 	logFile, err := os.Create(logPath)
 	if err != nil {
@@ -340,6 +378,12 @@ func (s *shipper) kill() {
 	s.cmd.Process.Kill()
 	<-s.done
 	end.posSaved = modTime(s.opts.positions)
+	end.heldByRun = make(map[string]int)
+	for _, k := range s.sinks {
+		if k.held != nil {
+			end.heldByRun[k.name] = k.held() - s.heldAtStart[k.name]
+		}
+	}
 	s.ends = append(s.ends, end)
 	s.kills++
 	s.t.Logf("SIGKILL %d after %s of run %d", s.kills, time.Since(s.started).Round(time.Millisecond), s.runs)
@@ -546,13 +590,14 @@ func (s *shipper) waitFor(what string, timeout time.Duration, cond func(metrics)
 	}
 }
 
-// caughtUp reports whether every sink of s has nothing on disk left to
-// acknowledge.
+// caughtUp reports whether every sink of s has the live file open and
+// nothing on disk left to acknowledge.
 func (s *shipper) caughtUp(m metrics) bool {
 	for _, k := range s.sinks {
 		lag, ok1 := m.value("audit_shipper_position_lag_bytes", "sink", k.name)
 		inflight, ok2 := m.value("audit_shipper_inflight_bytes", "sink", k.name)
-		if !ok1 || !ok2 || lag != 0 || inflight != 0 {
+		open, ok3 := m.value("audit_shipper_files_open", "sink", k.name)
+		if !ok1 || !ok2 || !ok3 || lag != 0 || inflight != 0 || open != 1 {
 			return false
 		}
 	}
@@ -562,7 +607,7 @@ func (s *shipper) caughtUp(m metrics) bool {
 // waitCaughtUp waits until every sink has acknowledged everything on disk.
 func (s *shipper) waitCaughtUp(timeout time.Duration) {
 	s.t.Helper()
-	s.waitFor("every sink to acknowledge everything on disk (position lag and in-flight bytes 0)", timeout, s.caughtUp)
+	s.waitFor("every sink to acknowledge everything on disk (the live file open, position lag and in-flight bytes 0)", timeout, s.caughtUp)
 }
 
 // readyz returns /readyz's status code and body.
@@ -709,6 +754,9 @@ type runEnd struct {
 	last   sample
 	// posSaved is when the positions file was last written before a kill.
 	posSaved time.Time
+	// heldByRun is how many events a killed run added to each sink with a
+	// count.
+	heldByRun map[string]int
 }
 
 // ending scrapes the shipper right before it is stopped or killed.
@@ -730,10 +778,12 @@ const saveMargin = 250 * time.Millisecond
 
 // dupBound is the most events sink can have received twice over every run
 // so far:
-//   - each kill replays what was acknowledged since the positions taken
-//     for the last save before it, plus the batches in flight (sent, not
-//     acknowledged; one more for the moment between the last scrape and
-//     the kill);
+//   - each kill replays what lies past the positions saved last before
+//     it: at most what the killed run delivered (counted at the sink
+//     after the kill when it can be, else the acknowledged count scraped
+//     before the kill, plus the batches in flight and one more for what
+//     was acknowledged between the scrape and the kill) less what it had
+//     acknowledged when those positions were taken;
 //   - each of the interrupted requests (the scenario counts those its
 //     faults can have cut off after the server took them: a reset, a
 //     blackhole or a cut catching a request in flight, a timeout) may
@@ -754,7 +804,11 @@ func (s *shipper) dupBound(sinkName string, interrupted int) int {
 		if !e.posSaved.IsZero() {
 			saved = s.samples.shippedBefore(e.run, sinkName, e.posSaved.Add(-saveMargin))
 		}
-		bound += int(e.last.shipped[sinkName]-saved) + (k.requests+1)*k.maxEvents
+		delivered, counted := e.heldByRun[sinkName]
+		if !counted {
+			delivered = int(e.last.shipped[sinkName]) + (k.requests+1)*k.maxEvents
+		}
+		bound += max(delivered-int(saved), 0)
 	}
 	return bound
 }

@@ -49,7 +49,7 @@ func TestSinkDown(t *testing.T) {
 	)
 	lokiVL, esVL := vlogs.Start(t), vlogs.Start(t, "-insert.maxLineSizeBytes=4MiB")
 	link := startProxy(t, hostPort(lokiVL))
-	s := newShipper(t, options{}, lokiSink("loki", link.Addr()), esSink("es", hostPort(esVL)))
+	s := newShipper(t, options{}, lokiSink("loki", link.Addr()).countedBy(lokiVL, t), esSink("es", hostPort(esVL)).countedBy(esVL, t))
 	alog := newAuditLog(s.opts.logPath, 1)
 
 	begin := time.Now()
