@@ -7,8 +7,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -41,8 +39,8 @@ const floorBlock = 1 << 20
 const catBlock = 128 << 10
 
 // runFloor is the child: it does kind's work over files and prints the
-// compressed size, which keeps the compiler from skipping the work and
-// tells the report how much the compression saved.
+// compressed size (which keeps the compiler from skipping the work and
+// tells the report how much the compression saved) and its peak RSS.
 func runFloor(kind string, files []string) error {
 	block := floorBlock
 	if kind == floorCat {
@@ -88,7 +86,14 @@ func runFloor(kind string, files []string) error {
 		}
 		f.Close()
 	}
-	fmt.Println(out)
+	// The child's own peak RSS: the parent cannot take it from wait4's
+	// rusage, whose ru_maxrss also counts the parent's memory the child
+	// shared before exec (Go starts children with vfork).
+	hwm, err := procPeakRSS(os.Getpid())
+	if err != nil {
+		return err
+	}
+	fmt.Println(out, hwm)
 	return nil
 }
 
@@ -117,7 +122,8 @@ func measureFloor(kind string, files []string) (floorResult, error) {
 	}
 	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
 	r.cpu = time.Duration(syscall.TimevalToNsec(ru.Utime) + syscall.TimevalToNsec(ru.Stime))
-	r.peakRSS = ru.Maxrss << 10 // kB on Linux
-	r.out, err = strconv.ParseInt(strings.TrimSpace(string(stdout)), 10, 64)
-	return r, err
+	if _, err := fmt.Sscan(string(stdout), &r.out, &r.peakRSS); err != nil {
+		return r, fmt.Errorf("floor %s: cannot read its output %q: %w", kind, stdout, err)
+	}
+	return r, nil
 }

@@ -33,7 +33,8 @@ type options struct {
 	paths        []string
 	rate         int
 	live, warmup time.Duration
-	sample       time.Duration
+	sample       time.Duration // live runs
+	sampleAll    time.Duration // backlog runs
 	stall        time.Duration
 	seed         int64
 	dir          string
@@ -96,7 +97,8 @@ func parseFlags(args []string) (*options, error) {
 	fs.IntVar(&o.rate, "rate", 5000, "events per second of the live runs")
 	fs.DurationVar(&o.live, "live", 20*time.Second, "how long the live runs write at -rate; 0 skips them")
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "the live runs' events written in this first while are left out of the latencies")
-	fs.DurationVar(&o.sample, "sample", 20*time.Millisecond, "how often the shipper's progress is sampled (its /metrics; VictoriaLogs for -shipper-cmd, at least 250ms)")
+	fs.DurationVar(&o.sample, "sample", 20*time.Millisecond, "how often the live runs sample the shipper's progress (its /metrics; VictoriaLogs for -shipper-cmd, at least 250ms): the latencies' resolution")
+	fs.DurationVar(&o.sampleAll, "sample-backlog", 250*time.Millisecond, "how often the backlog runs sample the shipper's progress and Go heap (each scrape costs the shipper CPU; the end of a run is read from its last acknowledgement's time)")
 	fs.DurationVar(&o.stall, "stall", 2*time.Minute, "give up on a run when nothing was acknowledged for this long")
 	fs.Int64Var(&o.seed, "seed", 1, "corpus seed")
 	fs.StringVar(&o.dir, "dir", "", "working directory (audit logs, VictoriaLogs data, configs, the shipper's output); default: a temporary directory, removed at the end")

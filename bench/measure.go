@@ -33,10 +33,10 @@ type watched struct {
 	complete bool
 }
 
-// watch samples t every interval until want() (negative while unknown)
+// watch samples t every so often until want() (negative while unknown)
 // events are done, or nothing moved for stall (then w.complete is
 // false).
-func (t *target) watch(ctx context.Context, interval, stall time.Duration, want func() int64) (watched, error) {
+func (t *target) watch(ctx context.Context, every, stall time.Duration, want func() int64) (watched, error) {
 	var w watched
 	moved := time.Now()
 	last := int64(-1)
@@ -61,19 +61,19 @@ func (t *target) watch(ctx context.Context, interval, stall time.Duration, want 
 		if now.Sub(moved) > stall {
 			return w, nil
 		}
-		if err := sleep(ctx, interval); err != nil {
+		if err := sleep(ctx, every); err != nil {
 			return w, err
 		}
 	}
 }
 
-// sampleInterval is opts.sample, or at least 250 ms for a command, each
-// of whose samples makes VictoriaLogs flush.
-func (o *options) sampleInterval(s subject) time.Duration {
+// interval is every, or at least 250 ms for a command, each of whose
+// samples makes VictoriaLogs flush.
+func interval(s subject, every time.Duration) time.Duration {
 	if s.ours() {
-		return o.sample
+		return every
 	}
-	return max(o.sample, 250*time.Millisecond)
+	return max(every, 250*time.Millisecond)
 }
 
 // measureBacklog ships the whole of log, written before the subject
@@ -100,7 +100,7 @@ func measureBacklog(ctx context.Context, o *options, s subject, path string, log
 		}
 		prof = profileCPU("http://"+t.listen, r.profiles)
 	}
-	w, err := t.watch(ctx, o.sampleInterval(s), o.stall, func() int64 { return log.events })
+	w, err := t.watch(ctx, interval(s, o.sampleAll), o.stall, func() int64 { return log.events })
 	if err != nil {
 		return r, err
 	}
@@ -172,7 +172,7 @@ func measureLive(ctx context.Context, o *options, s subject, path string) (resul
 		return r, err
 	}
 	idleStart := time.Now()
-	if _, err := t.watch(ctx, o.sampleInterval(s), idleWindow, func() int64 { return -1 }); err != nil {
+	if _, err := t.watch(ctx, interval(s, o.sample), idleWindow, func() int64 { return -1 }); err != nil {
 		return r, err
 	}
 	cpu0, _, err := t.usage()
@@ -198,7 +198,7 @@ func measureLive(ctx context.Context, o *options, s subject, path string) (resul
 		}
 		wc <- written{w, err}
 	}()
-	w, err := t.watch(ctx, o.sampleInterval(s), o.stall, total.Load)
+	w, err := t.watch(ctx, interval(s, o.sample), o.stall, total.Load)
 	cancel()
 	wr := <-wc
 	if err != nil {

@@ -54,7 +54,7 @@ func (r *report) write(w io.Writer) {
 				f.cpu.Seconds()/(float64(b.bytes)/gb), float64(b.bytes)/mb/f.cpu.Seconds(), float64(f.peakRSS)/mib, out)
 		}
 		fmt.Fprintln(w)
-		fmt.Fprintln(w, "Backlog runs (from the shipper's start to the last acknowledgement):")
+		fmt.Fprintf(w, "Backlog runs (from the shipper's start to the last acknowledgement; progress and Go heap sampled every %s):\n", interval(r.subject, o.sampleAll))
 		fmt.Fprintln(w)
 		fmt.Fprintln(w, "| path | events/s | MB/s | CPU s/GB | MB per CPU-s | CPU x floor | time x floor | peak RSS MiB | peak heap MiB | stored |")
 		fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
@@ -70,7 +70,7 @@ func (r *report) write(w io.Writer) {
 	}
 	if len(r.liveRuns) > 0 {
 		fmt.Fprintf(w, "Live runs: the shipper started on an empty log, events written at %d/s for %s (%d MiB rotation); latency from each write to the first sample (every %s) that counts it acknowledged, the first %s left out:\n\n",
-			o.rate, o.live, o.rotate>>20, o.sampleInterval(r.subject), o.warmup)
+			o.rate, o.live, o.rotate>>20, interval(r.subject, o.sample), o.warmup)
 		fmt.Fprintln(w, "| path | events | MB | p50 ms | p99 ms | max ms | CPU % of a core | idle, sampled alike | peak RSS MiB | peak heap MiB | RSS backlog / live | stored |")
 		fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
 		for _, x := range r.liveRuns {
