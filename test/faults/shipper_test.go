@@ -604,10 +604,23 @@ func (s *shipper) caughtUp(m metrics) bool {
 	return true
 }
 
-// waitCaughtUp waits until every sink has acknowledged everything on disk.
+// waitCaughtUp waits until every sink has acknowledged everything on disk,
+// and has for a second: the lag is measured when a reader wakes (a change
+// notification, or poll_interval, 250ms), so right after a write it can
+// still say 0.
 func (s *shipper) waitCaughtUp(timeout time.Duration) {
 	s.t.Helper()
-	s.waitFor("every sink to acknowledge everything on disk (the live file open, position lag and in-flight bytes 0)", timeout, s.caughtUp)
+	var since time.Time
+	s.waitFor("every sink to acknowledge everything on disk for a second (the live file open, position lag and in-flight bytes 0)", timeout, func(m metrics) bool {
+		if !s.caughtUp(m) {
+			since = time.Time{}
+			return false
+		}
+		if since.IsZero() {
+			since = time.Now()
+		}
+		return time.Since(since) >= time.Second
+	})
 }
 
 // readyz returns /readyz's status code and body.
