@@ -88,4 +88,3 @@ func peakGoroutines(smps []sample) int {
 	}
 	return int(peak)
 }
-
