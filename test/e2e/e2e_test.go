@@ -19,6 +19,7 @@ import (
 const (
 	trafficLimit = 12 * time.Minute // to reach -e2e.requests and -e2e.rotations
 	catchUpLimit = 5 * time.Minute  // for the shipper to deliver the rest once the apiserver stopped
+	stallLimit   = time.Minute      // without any progress in any sink: what is missing will not come
 )
 
 // TestKubeAPIServer runs the whole product twice against a real
@@ -29,12 +30,44 @@ func TestKubeAPIServer(t *testing.T) {
 		t.Skip("the end-to-end suite takes minutes and real servers; run it without -short (docs/e2e.md)")
 	}
 	b := findBinaries(t)
+	var all []figures
 	for _, c := range []struct {
 		name     string
 		compress bool
 	}{{"plain", false}, {"compressed", true}} {
-		t.Run(c.name, func(t *testing.T) { runOnce(t, b, c.compress) })
+		t.Run(c.name, func(t *testing.T) { all = append(all, runOnce(t, b, c.compress)) })
 	}
+	t.Log(total(all))
+}
+
+// total sums the headline figures of the runs.
+func total(all []figures) string {
+	var written, rotations, restarts, leaked, severalIDs int
+	var requests int64
+	delivered, dups, lost := map[string]int{}, map[string]int{}, map[string]int{}
+	for _, f := range all {
+		written += f.written
+		rotations += f.generations - 1
+		restarts += f.starts - 1
+		severalIDs += f.esKeysWithSeveralIDs
+		requests += f.requests
+		n, _ := f.leaked()
+		leaked += n
+		for _, s := range sinkNames {
+			delivered[s] += f.delivered[s]
+			dups[s] += f.duplicates[s]
+			lost[s] += f.lost[s]
+		}
+	}
+	per := func(m map[string]int) string {
+		var parts []string
+		for _, s := range sinkNames {
+			parts = append(parts, s+" "+count(m[s]))
+		}
+		return strings.Join(parts, ", ")
+	}
+	return fmt.Sprintf("%d runs: %s requests; events written by the apiserver %s; rotations %d; restarts of the shipper %d; delivered %s; duplicates %s (rows; by _id, as Elasticsearch stores them: %d); lost %s; secret markers found %d",
+		len(all), count(requests), count(written), rotations, restarts, per(delivered), per(dups), severalIDs, per(lost), leaked)
 }
 
 // figures are what one run measured, printed at its end.
@@ -54,7 +87,7 @@ type figures struct {
 	shipperLost                                []string
 }
 
-func runOnce(t *testing.T, b binaries, compress bool) {
+func runOnce(t *testing.T, b binaries, compress bool) figures {
 	dir := workDir(t)
 	seed := time.Now().UnixNano()
 	rng := rand.New(rand.NewPCG(uint64(seed), 0))
@@ -151,7 +184,7 @@ func runOnce(t *testing.T, b binaries, compress bool) {
 	f.inApiserverLog = w.leaks
 
 	// Every (auditID, stage) the apiserver wrote must reach every sink.
-	catchUp := time.Now()
+	catchUp, progress, lastMissing := time.Now(), time.Now(), -1
 	var got map[string]map[key]int
 	for {
 		if !sh.p.running() {
@@ -161,11 +194,16 @@ func runOnce(t *testing.T, b binaries, compress bool) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if missing(w.events, got) == 0 || time.Since(catchUp) > catchUpLimit {
+		m := missing(w.events, got)
+		if m != lastMissing {
+			progress, lastMissing = time.Now(), m
+		}
+		if m == 0 || time.Since(catchUp) > catchUpLimit || time.Since(progress) > stallLimit {
 			break
 		}
 		time.Sleep(5 * time.Second)
 	}
+	stalled := time.Since(progress)
 	f.catchUpTook = time.Since(catchUp)
 	if err := sh.p.stop(30 * time.Second); err != nil {
 		t.Errorf("the shipper did not stop cleanly on SIGTERM: %v; the end of %s:\n%s", err, sh.logPath, sh.p.tail())
@@ -246,8 +284,8 @@ func runOnce(t *testing.T, b binaries, compress bool) {
 	}
 	for _, s := range sinkNames {
 		if f.lost[s] != 0 {
-			t.Errorf("sink %s: %d of %d events lost (not delivered within %s of the apiserver's stop); the first: %v",
-				s, f.lost[s], len(w.events), catchUpLimit, firstMissing(w.events, got[s]))
+			t.Errorf("sink %s: %d of %d events lost (not delivered %s after the apiserver's stop, the last %s without progress); the first: %v",
+				s, f.lost[s], len(w.events), f.catchUpTook.Round(time.Second), stalled.Round(time.Second), firstMissing(w.events, got[s]))
 		}
 		if f.foreign[s] != 0 {
 			t.Errorf("sink %s holds %d rows that are no event the apiserver wrote", s, f.foreign[s])
@@ -269,14 +307,12 @@ func runOnce(t *testing.T, b binaries, compress bool) {
 	if f.deadLetters != 0 {
 		t.Errorf("%d dead letters: every line kube-apiserver writes is a valid event", f.deadLetters)
 	}
-	if len(f.shipperLost) != 0 {
-		t.Errorf("the shipper reported %d generations deleted before it shipped them (raise -e2e.maxbackup or shorten the kills' downtime); the first: %s", len(f.shipperLost), f.shipperLost[0])
-	}
 	for _, v := range []*vlogs{lokiVL, esVL} {
 		if d := v.dropped(); len(d) != 0 {
 			t.Errorf("VictoriaLogs for %s dropped rows after accepting them (%d warnings), so its counts are not the shipper's; the first: %s", v.name, len(d), d[0])
 		}
 	}
+	return f
 }
 
 func (f figures) report() string {
@@ -301,8 +337,12 @@ func (f figures) report() string {
 	p("  loki: VictoriaLogs keeps every copy; Loki drops an entry identical to one it has (same stream, time and line)")
 	p("  search: VictoriaLogs ignores _id; by _id, as Elasticsearch stores them: %s distinct _ids for %s events, %d events under more than one _id, so %d twice (%s documents sent in all)",
 		count(f.esIDs), count(f.delivered["search"]), f.esKeysWithSeveralIDs, f.esKeysWithSeveralIDs, count(f.esDocs))
-	p("lost: %s; generations the shipper reported deleted before shipping: %d; dead letters: %d; torn lines in the file sink: %d",
-		strings.Join(lost, ", "), len(f.shipperLost), f.deadLetters, f.torn)
+	// The shipper's own loss reports are a floor it cannot make exact
+	// (docs/source.md): a generation deleted while it was down counts
+	// even when everything in it had been delivered before the kill. The
+	// comparison with what the apiserver wrote is what decides "lost".
+	p("lost: %s; dead letters: %d; torn lines in the file sink: %d; generations the shipper reported deleted before it shipped them: %d%s",
+		strings.Join(lost, ", "), f.deadLetters, f.torn, len(f.shipperLost), firstLine(f.shipperLost))
 	total, _ := f.leaked()
 	p("secret markers found: %s", count(total))
 	for _, name := range outputs {
@@ -310,6 +350,13 @@ func (f figures) report() string {
 	}
 	p("  in the apiserver's own log, which the policy makes log them: %s lines", count(f.inApiserverLog.total()))
 	return b.String()
+}
+
+func firstLine(lines []string) string {
+	if len(lines) == 0 {
+		return ""
+	}
+	return " (the first: " + lines[0] + ")"
 }
 
 // outputs are where the run looks for secrets, in the report's order.

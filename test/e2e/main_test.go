@@ -14,7 +14,7 @@ import (
 var (
 	minRequests  = flag.Int("e2e.requests", 30000, "least number of API requests per run")
 	minRotations = flag.Int("e2e.rotations", 12, "least number of audit-log rotations per run (the traffic goes on until both this and -e2e.requests are reached)")
-	maxBackup    = flag.Int("e2e.maxbackup", 5, "--audit-log-maxbackup: backups the apiserver keeps; older ones are deleted, shipped or not")
+	maxBackup    = flag.Int("e2e.maxbackup", 10, "--audit-log-maxbackup: backups the apiserver keeps, older ones are deleted, shipped or not (10 is RKE2's default; at about one rotation a second, 5 lets retention outrun a shipper down for 3 seconds)")
 	kills        = flag.Int("e2e.kills", 4, "SIGKILLs of the shipper per run, spread over the traffic")
 	workers      = flag.Int("e2e.workers", 8, "client-go goroutines making requests")
 	keep         = flag.Bool("e2e.keep", false, "keep each run's directory (audit files, sink output, every process's log) even when it passes; a failing run's is always kept")
