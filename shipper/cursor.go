@@ -153,6 +153,9 @@ func position(f *os.File, g generation, off int64) (FileID, io.Reader, *gzip.Rea
 	}
 	id := FileID{Dev: g.dev, Ino: g.ino, FPLen: len(prefix), FP: fingerprint(prefix)}
 	if !g.compressed {
+		if st, err := f.Stat(); err == nil && off > st.Size() {
+			return FileID{}, nil, nil, errPastEnd
+		}
 		if _, err := f.Seek(off, io.SeekStart); err != nil {
 			return FileID{}, nil, nil, fmt.Errorf("seeking to offset %d of %q: %w", off, g.path, err)
 		}
@@ -164,6 +167,9 @@ func position(f *os.File, g generation, off int64) (FileID, io.Reader, *gzip.Rea
 	}
 	if _, err := io.CopyN(io.Discard, zr, off); err != nil {
 		zr.Close()
+		if errors.Is(err, io.EOF) {
+			return FileID{}, nil, nil, errPastEnd
+		}
 		return FileID{}, nil, nil, fmt.Errorf("skipping to offset %d of %q: %w", off, g.path, err)
 	}
 	return id, zr, zr, nil
@@ -171,6 +177,9 @@ func position(f *os.File, g generation, off int64) (FileID, io.Reader, *gzip.Rea
 
 // errRenamed: the path named another file by the time it was opened.
 var errRenamed = errors.New("file replaced while opening it")
+
+// errPastEnd: a saved offset lies past the end of its generation.
+var errPastEnd = errors.New("offset past the end of the file")
 
 func (c *cursor) close() {
 	if c.zr != nil {
@@ -366,7 +375,16 @@ func (c *cursor) resume(p Position) (lost []FileRef, err error) {
 	}
 	c.ahead = p.Ahead
 	if i := c.ids.locate(gens, p.File); i >= 0 {
-		if err := c.open(gens[i], p.Offset); err != nil {
+		err := c.open(gens[i], p.Offset)
+		if errors.Is(err, errPastEnd) {
+			// The positions do not match the disk (restored from another
+			// machine, edited): read the generation again rather than skip
+			// what may be in it.
+			c.log.Warn("saved position is past the end of its audit log generation; reading the generation again from its start (duplicates, not losses)",
+				"file", gens[i].path, "offset", p.Offset)
+			err = c.open(gens[i], 0)
+		}
+		if err != nil {
 			return nil, err
 		}
 		return c.survey(gens, i), nil

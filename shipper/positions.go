@@ -50,9 +50,40 @@ func loadPositions(path string) (*positionStore, error) {
 		return nil, fmt.Errorf("positions file %q is corrupt (%v); move it aside to start every sink again as source.start_at says, or restore it from a backup", path, err)
 	}
 	for name, p := range f.Sinks {
+		if err := p.valid(); err != nil {
+			return nil, fmt.Errorf("positions file %q is corrupt (sink %q: %v); move it aside to start every sink again as source.start_at says, or restore it from a backup", path, name, err)
+		}
 		s.pos[name] = p
 	}
 	return s, nil
+}
+
+// valid says what makes p impossible for the shipper to have written.
+func (p Position) valid() error {
+	if p.Offset < 0 || p.Size < 0 {
+		return fmt.Errorf("negative offset %d or size %d", p.Offset, p.Size)
+	}
+	if err := p.File.valid(); err != nil {
+		return err
+	}
+	for _, a := range p.Ahead {
+		if err := a.File.valid(); err != nil {
+			return fmt.Errorf("ahead %q: %w", a.Path, err)
+		}
+		if a.Size < 0 {
+			return fmt.Errorf("ahead %q: negative size %d", a.Path, a.Size)
+		}
+	}
+	return nil
+}
+
+func (id FileID) valid() error {
+	// A fingerprint that matches no file is not corrupt: the generation
+	// is gone, which resume counts and recovers from.
+	if id.FPLen < 0 || id.FPLen > fingerprintBytes {
+		return fmt.Errorf("fingerprint length %d, want 0 to %d", id.FPLen, fingerprintBytes)
+	}
+	return nil
 }
 
 func (s *positionStore) get(sink string) (Position, bool) {
