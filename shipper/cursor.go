@@ -34,6 +34,9 @@ type Position struct {
 	// is deleted unread, and where it stood among the backups.
 	Size    int64     `json:"size"`
 	ModTime time.Time `json:"mtime"`
+	// Final says the generation could not grow any more (it had been
+	// rotated): at its end, nothing of it is left to lose.
+	Final bool `json:"final,omitempty"`
 	// Ahead are the newer generations seen on disk and not read yet, so
 	// that one deleted before it was read is counted, even across restarts.
 	Ahead []FileRef `json:"ahead,omitempty"`
@@ -97,7 +100,7 @@ func (c *cursor) offset() int64 { return c.readPos - int64(c.end-c.start) }
 // position describes where the cursor stands after everything returned so
 // far (or at off, a content offset in the open generation).
 func (c *cursor) position(off int64) Position {
-	return Position{File: c.id, Path: c.gen.path, Offset: off, Size: c.gen.size, ModTime: c.gen.modTime, Ahead: c.ahead}
+	return Position{File: c.id, Path: c.gen.path, Offset: off, Size: c.gen.size, ModTime: c.gen.modTime, Final: c.final, Ahead: c.ahead}
 }
 
 // open opens g and positions the cursor at the content offset off. The
@@ -318,6 +321,10 @@ func (c *cursor) check() error {
 	default:
 		if dev, ino := devIno(lst); dev != c.id.Dev || ino != c.id.Ino {
 			c.final = true
+			// Renamed: no more writes. Its size now is its final size.
+			if st, err := c.f.Stat(); err == nil {
+				c.gen.size, c.gen.modTime = st.Size(), st.ModTime()
+			}
 		}
 	}
 	return nil
@@ -389,9 +396,12 @@ func (c *cursor) resume(p Position) (lost []FileRef, err error) {
 		}
 		return c.survey(gens, i), nil
 	}
-	// Gone before it was finished. Bytes written to it after the last save
-	// cannot be known, so the count is a floor.
-	lost = append(lost, FileRef{File: p.File, Path: p.Path, Size: max(p.Size-p.Offset, 0)})
+	// Gone. Finished and read to its end, nothing of it is lost; else
+	// bytes written to it after the last save cannot be known, so the
+	// count is a floor.
+	if !p.Final || p.Offset < p.Size {
+		lost = append(lost, FileRef{File: p.File, Path: p.Path, Size: max(p.Size-p.Offset, 0)})
+	}
 	c.gen = generation{path: p.Path, modTime: p.ModTime}
 	c.id = p.File
 	more, err := c.openNewer(gens, newerThan(gens, p.ModTime))
