@@ -13,7 +13,7 @@ HELM        := helm.sh/helm/v3/cmd/helm@v3.22.0
 UNIT        := $(shell $(GO) list ./... | grep -v /test/)
 FUZZTIME    ?= 20s
 
-.PHONY: build demo test unit acceptance observability deploy-test fuzz race bench lint tools clean
+.PHONY: build demo test unit acceptance observability deploy-test e2e fuzz race bench lint tools clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/audit-shipper
@@ -24,7 +24,7 @@ demo: build
 	$(BIN) demo
 
 # Everything CI runs.
-test: tools lint unit race acceptance observability deploy-test fuzz
+test: tools lint unit race acceptance observability deploy-test e2e fuzz
 
 unit:
 	$(GO) test -count=1 -timeout 20m $(UNIT)
@@ -54,6 +54,14 @@ fuzz:
 deploy-test:
 	cd deploy/test && $(GO) vet ./... && $(GO) run $(STATICCHECK) ./... && $(GO) test -count=1 -timeout 10m ./...
 
+# A real kube-apiserver (built once per machine from k8s.io/kubernetes,
+# about 7 minutes on 2 idle cores, then cached) and etcd write real audit
+# logs with real rotation; the shipper is SIGKILLed under traffic. Both
+# modules are separate so client-go and Kubernetes stay out of go.mod.
+e2e: tools
+	test/e2e/apiserver/build.sh
+	cd test/e2e && $(GO) test -count=1 -v -timeout 45m .
+
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./parse/ ./rules/ ./signals/ ./shipper/ ./sinks/...
 
@@ -62,6 +70,7 @@ lint:
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 	cd rules/oracle && $(GO) vet ./... && $(GO) run $(STATICCHECK) ./...
+	cd test/e2e && $(GO) vet ./... && $(GO) run $(STATICCHECK) ./...
 
 # Real servers the tests talk to: VictoriaLogs (Loki push and Elasticsearch
 # bulk APIs), built from source once per machine.
