@@ -154,7 +154,7 @@ func TestRetryAfter(t *testing.T) {
 	}{{"loki", lokiVL, lokiFront}, {"es", esVL, esFront}} {
 		// The date form is written to the second: the wait it asks for is
 		// between 2 and 3 seconds.
-		minSeconds, minDate := waits(k.front.attempts(secondsAt, dateAt), killAt), waits(k.front.attempts(dateAt, endAt), killAt)
+		minNumeric, minDate := waits(k.front.attempts(secondsAt, dateAt), killAt), waits(k.front.attempts(dateAt, endAt), killAt)
 		all := k.front.attempts(secondsAt, endAt)
 		// One attempt per wait, and one more for the restart.
 		most := int(stretch/(2*time.Second)) + 2
@@ -164,16 +164,16 @@ func TestRetryAfter(t *testing.T) {
 		tally := vlTally(t, k.vl, alog.ids, 30*time.Second)
 		bound := s.dupBound(k.name, 0)
 		extra := fmt.Sprintf("stretch=%s attempts_429=%d (at most %d) min_wait_seconds_form=%s min_wait_date_form=%s",
-			stretch.Round(time.Second), len(all), most, minSeconds.Round(time.Millisecond), minDate.Round(time.Millisecond))
+			stretch.Round(time.Second), len(all), most, minNumeric.Round(time.Millisecond), minDate.Round(time.Millisecond))
 		report(t, figuresOf(s, "429 with Retry-After 24s", k.name, tally, bound, elapsed, extra))
 		tally.check(t, k.name, bound)
 		// The timer can fire a hair early relative to the server's clock
 		// reading; 50ms is far below the 100ms-1s backoff it replaces.
 		switch {
-		case minSeconds == 0 || minDate == 0:
+		case minNumeric == 0 || minDate == 0:
 			t.Errorf("sink %s: fewer than two attempts in a run under one form of Retry-After: nothing to measure", k.name)
-		case minSeconds < wait-50*time.Millisecond:
-			t.Errorf("sink %s: after \"Retry-After: 3\" it came back after %s", k.name, minSeconds)
+		case minNumeric < wait-50*time.Millisecond:
+			t.Errorf("sink %s: after \"Retry-After: 3\" it came back after %s", k.name, minNumeric)
 		case minDate < wait-time.Second-50*time.Millisecond:
 			t.Errorf("sink %s: after a Retry-After date 3s ahead it came back after %s", k.name, minDate)
 		}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -186,6 +185,3 @@ func noLoss(t *testing.T, s *shipper) {
 }
 
 const lostMsg = "audit log generation deleted before it was shipped"
-
-// positionsOf is the test's positions file.
-func positionsOf(s *shipper) string { return filepath.Clean(s.opts.positions) }

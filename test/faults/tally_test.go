@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
 	"testing"
 	"time"
 
@@ -123,11 +122,6 @@ func figuresOf(s *shipper, scenario, sink string, tl tally, bound int, elapsed t
 		scenario: scenario, sink: sink, written: tl.written, delivered: tl.delivered, duplicates: tl.duplicates,
 		dupBound: bound, lost: tl.lost, kills: s.kills, peakHeap: heap, peakRSS: rss, elapsed: elapsed, extra: extra,
 	}
-}
-
-func atoi(s string) int {
-	n, _ := strconv.Atoi(s)
-	return n
 }
 
 func mibs(b float64) string { return fmt.Sprintf("%.1fMiB", b/mib) }
