@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -20,6 +21,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/audit-shipper/audit-shipper/internal/faultproxy"
 	"github.com/audit-shipper/audit-shipper/internal/vlogs"
 )
 
@@ -35,16 +37,24 @@ type sink struct {
 	// nil; see dupBound.
 	held func() int
 	file bool
+	// remote sinks can be stored to after the shipper died: a request it
+	// sent whole can still be on its way (through a proxy's latency) or
+	// being stored.
+	remote bool
 }
+
+// settle is how long a remote sink's server is given, after a kill, to
+// store what the killed shipper sent: the proxies' latency (250ms) and
+// more.
+const settle = time.Second
 
 // countedBy returns k with the count of events its server holds.
 func (k sink) countedBy(vl *vlogs.Server, t *testing.T) sink {
 	k.held = func() int {
-		// A request the killed shipper sent whole is still being stored.
-		time.Sleep(300 * time.Millisecond)
 		vl.Flush(t)
 		return vl.Count(t, "*")
 	}
+	k.remote = true
 	return k
 }
 
@@ -378,6 +388,12 @@ func (s *shipper) kill() {
 	s.cmd.Process.Kill()
 	<-s.done
 	end.posSaved = modTime(s.opts.positions)
+	for _, k := range s.sinks {
+		if k.remote && k.held != nil {
+			time.Sleep(settle)
+			break
+		}
+	}
 	end.heldByRun = make(map[string]int)
 	for _, k := range s.sinks {
 		if k.held != nil {
@@ -835,3 +851,55 @@ func (s *shipper) noAnswers(sinkName string) int {
 	}
 	return int(n)
 }
+
+// startProxy puts a fault proxy in front of addr for the test's duration.
+func startProxy(t *testing.T, addr string) *faultproxy.Proxy {
+	t.Helper()
+	p, err := faultproxy.Start(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p
+}
+
+func hostPort(vl *vlogs.Server) string { return strings.TrimPrefix(vl.URL(), "http://") }
+
+// randomIn returns a duration drawn uniformly from [from, to).
+func randomIn(rng *rand.Rand, from, to time.Duration) time.Duration {
+	return from + time.Duration(rng.Int64N(int64(to-from)))
+}
+
+func peakHeap(smps []sample) float64 {
+	var peak float64
+	for _, smp := range smps {
+		peak = max(peak, smp.heap)
+	}
+	return peak
+}
+
+// series describes the heap and goroutines sampled, one sample every
+// step: "12s:20.1MiB/31 ...".
+func series(smps []sample, step time.Duration) string {
+	var b strings.Builder
+	var last time.Time
+	for _, smp := range smps {
+		if smp.at.Sub(last) < step {
+			continue
+		}
+		last = smp.at
+		fmt.Fprintf(&b, "%s/%d ", mibs(smp.heap), int(smp.goroutines))
+	}
+	return strings.TrimSpace(b.String())
+}
+
+// noLoss fails the test when the shipper reported a generation deleted
+// before it was shipped: every scenario but one keeps every backup.
+func noLoss(t *testing.T, s *shipper) {
+	t.Helper()
+	if recs := s.logRecords(lostMsg); len(recs) > 0 {
+		t.Errorf("the shipper logged %d times %q, though no generation was deleted; the first: %v", len(recs), lostMsg, recs[0])
+	}
+}
+
+const lostMsg = "audit log generation deleted before it was shipped"

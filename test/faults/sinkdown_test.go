@@ -3,33 +3,13 @@ package faults
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/audit-shipper/audit-shipper/internal/faultproxy"
 	"github.com/audit-shipper/audit-shipper/internal/vlogs"
 )
-
-// startProxy puts a fault proxy in front of addr for the test's duration.
-func startProxy(t *testing.T, addr string) *faultproxy.Proxy {
-	t.Helper()
-	p, err := faultproxy.Start(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
-	return p
-}
-
-func hostPort(vl *vlogs.Server) string { return strings.TrimPrefix(vl.URL(), "http://") }
-
-// randomIn returns a duration drawn uniformly from [from, to).
-func randomIn(rng *rand.Rand, from, to time.Duration) time.Duration {
-	return from + time.Duration(rng.Int64N(int64(to-from)))
-}
 
 // TestSinkDown: the Loki sink's link is cut for 45 seconds (minutes, with
 // time compressed: its timeout and backoffs are seconds) while
@@ -151,37 +131,3 @@ func TestSinkDown(t *testing.T) {
 	esTally.check(t, "es", esBound)
 	noLoss(t, s)
 }
-
-func peakHeap(smps []sample) float64 {
-	var peak float64
-	for _, smp := range smps {
-		peak = max(peak, smp.heap)
-	}
-	return peak
-}
-
-// series describes the heap and goroutines sampled, one sample every
-// step: "12s:20.1MiB/31 ...".
-func series(smps []sample, step time.Duration) string {
-	var b strings.Builder
-	var last time.Time
-	for _, smp := range smps {
-		if smp.at.Sub(last) < step {
-			continue
-		}
-		last = smp.at
-		fmt.Fprintf(&b, "%s/%d ", mibs(smp.heap), int(smp.goroutines))
-	}
-	return strings.TrimSpace(b.String())
-}
-
-// noLoss fails the test when the shipper reported a generation deleted
-// before it was shipped: every scenario but one keeps every backup.
-func noLoss(t *testing.T, s *shipper) {
-	t.Helper()
-	if recs := s.logRecords(lostMsg); len(recs) > 0 {
-		t.Errorf("the shipper logged %d times %q, though no generation was deleted; the first: %v", len(recs), lostMsg, recs[0])
-	}
-}
-
-const lostMsg = "audit log generation deleted before it was shipped"
