@@ -31,7 +31,7 @@ func (r *report) write(w io.Writer) {
 	o := r.opts
 	fmt.Fprintf(w, "### Run of %s\n\n", r.started.UTC().Format("2006-01-02 15:04 MST"))
 	fmt.Fprintf(w, "Machine: %s. Load average (1, 5, 15 min) %s at the start, %s at the end.\n\n", machine(), r.loadBefore, r.loadAfter)
-	fmt.Fprintf(w, "Shipper under test: %s. Command: `%s`.\n\n", r.subject.name, strings.Join(os.Args, " "))
+	fmt.Fprintf(w, "Shipper under test: %s. Command: `%s`.\n\n", r.subject.name, strings.Join(append([]string{"shipbench"}, os.Args[1:]...), " "))
 
 	if r.backlog != nil {
 		b := r.backlog

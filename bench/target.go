@@ -302,7 +302,7 @@ func (t *target) stored(ctx context.Context) map[sinkKind]int64 {
 			n[k] = c
 		}
 	}
-	if t.out != nil {
+	if t.out != nil && slices.Contains(t.sinks, sinkFile) {
 		if c, err := t.out.count(); err == nil {
 			n[sinkFile] = c
 		}
