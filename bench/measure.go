@@ -99,6 +99,11 @@ func measureBacklog(ctx context.Context, o *options, s subject, path string, log
 			return r, err
 		}
 		prof = profileCPU("http://"+t.listen, r.profiles)
+		defer func() {
+			if prof != nil { // the run failed: stop profiling, keep what was taken
+				_, _ = prof.finish()
+			}
+		}()
 	}
 	w, err := t.watch(ctx, interval(s, o.sampleAll), o.stall, func() int64 { return log.events })
 	if err != nil {
@@ -116,7 +121,9 @@ func measureBacklog(ctx context.Context, o *options, s subject, path string, log
 	}
 	r.wall, r.peakHeap, r.complete = end.Sub(start), w.peakHeap, w.complete
 	if prof != nil {
-		if err := finishProfiles(prof, "http://"+t.listen, r.profiles); err != nil {
+		p := prof
+		prof = nil
+		if err := finishProfiles(p, "http://"+t.listen, r.profiles); err != nil {
 			return r, err
 		}
 	}

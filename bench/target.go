@@ -39,8 +39,8 @@ var pathSinks = map[string][]sinkKind{
 }
 
 // subject is the shipper under test: the audit-shipper binary, run with
-// a config the harness writes, or any command (-shipper-cmd) that reads
-// the environment of commandEnv.
+// its config of bench/peers/audit-shipper, or any command (-shipper-cmd),
+// which finds its way in the environment of commandEnv.
 type subject struct {
 	bin  string   // audit-shipper; empty when cmd is set
 	cmd  []string // the command line of another shipper
@@ -134,16 +134,16 @@ func (t *target) start() error {
 			return os.Getenv(name)
 		})
 	}
-	t.proc = exec.Command(argv[0], argv[1:]...)
-	t.proc.Stdout, t.proc.Stderr = out, out
-	t.proc.Env = append(os.Environ(), env...)
-	if err := t.proc.Start(); err != nil {
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.Env = append(os.Environ(), env...)
+	if err := cmd.Start(); err != nil {
 		out.Close()
 		return fmt.Errorf("starting %s: %w", strings.Join(argv, " "), err)
 	}
-	t.exited = make(chan error, 1)
+	t.proc, t.exited = cmd, make(chan error, 1)
 	go func() {
-		err := t.proc.Wait()
+		err := cmd.Wait()
 		out.Close()
 		t.exited <- err
 	}()
