@@ -59,6 +59,9 @@ func main() {
 		return
 	}
 	o, err := parseFlags(os.Args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "shipbench:", err)
 		os.Exit(2)
