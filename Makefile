@@ -13,7 +13,7 @@ HELM        := helm.sh/helm/v3/cmd/helm@v3.22.0
 UNIT        := $(shell $(GO) list ./... | grep -v /test/)
 FUZZTIME    ?= 20s
 
-.PHONY: build demo test unit acceptance observability deploy-test e2e fuzz race bench lint tools clean
+.PHONY: build demo test unit acceptance observability deploy-test e2e fuzz race bench bench-e2e lint tools clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/audit-shipper
@@ -64,6 +64,12 @@ e2e: tools
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./parse/ ./rules/ ./signals/ ./shipper/ ./sinks/...
+
+# End to end (docs/benchmarks.md, "end to end"): the real binary on a
+# rotated corpus into VictoriaLogs, against cat/snappy/gzip floors; 4-5
+# minutes on 2 cores. Flags: make bench-e2e BENCH_E2E_FLAGS='-size 10GB'.
+bench-e2e: $(GOBIN)/victoria-logs
+	$(GO) run ./bench $(BENCH_E2E_FLAGS)
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
