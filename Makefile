@@ -13,7 +13,7 @@ HELM        := helm.sh/helm/v3/cmd/helm@v3.22.0
 UNIT        := $(shell $(GO) list ./... | grep -v /test/)
 FUZZTIME    ?= 20s
 
-.PHONY: build demo test unit acceptance observability deploy-test e2e fuzz race bench bench-e2e lint tools clean
+.PHONY: build demo test unit acceptance observability faults deploy-test e2e fuzz race bench bench-e2e lint tools clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/audit-shipper
@@ -24,7 +24,7 @@ demo: build
 	$(BIN) demo
 
 # Everything CI runs.
-test: tools lint unit race acceptance observability deploy-test e2e fuzz
+test: tools lint unit race acceptance observability faults deploy-test e2e fuzz
 
 unit:
 	$(GO) test -count=1 -timeout 20m $(UNIT)
@@ -38,6 +38,12 @@ race:
 acceptance:
 	$(GO) test -count=1 -v -timeout 20m ./test/acceptance/
 
+# Outages, flapping links, 429 storms, full and read-only positions
+# directories, a hostile audit directory and input, a compressed soak; every
+# scenario prints its figures (docs/reliability.md).
+faults:
+	$(GO) test -count=1 -v -timeout 25m ./test/faults/
+
 # A real Prometheus (Debian's package) scrapes the shipper; promtool checks
 # the metrics, the alerting rules and their unit tests.
 observability:
@@ -48,6 +54,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./config/
 	$(GO) test -run '^$$' -fuzz '^FuzzApply$$' -fuzztime $(FUZZTIME) ./rules/
 	$(GO) test -run '^$$' -fuzz '^FuzzMember$$' -fuzztime $(FUZZTIME) ./signals/
+	$(GO) test -run '^$$' -fuzz '^FuzzLoadPositions$$' -fuzztime $(FUZZTIME) ./shipper/
 
 # The deployment material (manifests, chart, Dockerfile, systemd unit),
 # checked by its own module so k8s.io/api stays out of the main go.mod.
