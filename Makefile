@@ -32,7 +32,7 @@ unit:
 
 # -short: the 1 GB backlog and real-server tests run in unit already.
 race:
-	$(GO) test -count=1 -race -short -timeout 20m ./shipper/... ./sinks/... ./rules/... ./signals/...
+	$(GO) test -count=1 -race -short -timeout 20m ./shipper/... ./sinks/... ./rules/... ./signals/... ./internal/faultproxy/...
 
 # -v: each acceptance test prints its figures (written, delivered, lost...).
 acceptance:
