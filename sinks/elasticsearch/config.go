@@ -2,7 +2,6 @@ package elasticsearch
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"net/url"
 	"os"
@@ -60,13 +59,8 @@ type Target struct {
 }
 
 // TLS configures HTTPS to the nodes.
-type TLS struct {
-	CAFile             string `yaml:"ca_file"`
-	CertFile           string `yaml:"cert_file"`
-	KeyFile            string `yaml:"key_file"`
-	ServerName         string `yaml:"server_name"`
-	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
-}
+// TLS is the tls block, shared by every HTTPS sink.
+type TLS = config.TLS
 
 func defaults() Config {
 	return Config{
@@ -184,33 +178,8 @@ func load(sec *config.Sink) (*settings, error) {
 // loadTLS builds the TLS configuration, or nil when none of its keys is
 // set.
 func loadTLS(sec *config.Sink, t *TLS) (*tls.Config, error) {
-	if *t == (TLS{}) {
+	if t.IsZero() {
 		return nil, nil
 	}
-	tc := &tls.Config{
-		ServerName:         t.ServerName,
-		InsecureSkipVerify: t.InsecureSkipVerify, //nolint:gosec // the operator's explicit choice, warned about at start
-		MinVersion:         tls.VersionTLS12,
-	}
-	if t.CAFile != "" {
-		pem, err := os.ReadFile(t.CAFile)
-		if err != nil {
-			return nil, sec.Errorf("tls.ca_file", "cannot read the CA certificates: %v", err)
-		}
-		tc.RootCAs = x509.NewCertPool()
-		if !tc.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, sec.Errorf("tls.ca_file", "%q holds no PEM certificate; give the CA that signed the nodes' certificates (for Elasticsearch, config/certs/http_ca.crt)", t.CAFile)
-		}
-	}
-	if (t.CertFile == "") != (t.KeyFile == "") {
-		return nil, sec.Errorf("tls.cert_file", "cert_file and key_file go together; set both for a client certificate, or neither")
-	}
-	if t.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
-		if err != nil {
-			return nil, sec.Errorf("tls.cert_file", "cannot load the client certificate: %v", err)
-		}
-		tc.Certificates = []tls.Certificate{cert}
-	}
-	return tc, nil
+	return t.Build(sec, "give the CA that signed the nodes' certificates (for Elasticsearch, config/certs/http_ca.crt)")
 }

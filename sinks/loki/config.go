@@ -2,7 +2,6 @@ package loki
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -46,13 +45,8 @@ type BasicAuth struct {
 }
 
 // TLS configures HTTPS to Loki.
-type TLS struct {
-	CAFile             string `yaml:"ca_file"`
-	CertFile           string `yaml:"cert_file"`
-	KeyFile            string `yaml:"key_file"`
-	ServerName         string `yaml:"server_name"`
-	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
-}
+// TLS is the tls block, shared by every HTTPS sink.
+type TLS = config.TLS
 
 const (
 	encodingProtobuf = "protobuf"
@@ -174,7 +168,7 @@ func (c *Config) validate(sec *config.Sink) (*settings, error) {
 		s.headers["X-Scope-OrgID"] = c.TenantID
 	}
 
-	if s.tls, err = c.TLS.build(sec, u.Scheme == "https"); err != nil {
+	if s.tls, err = buildTLS(sec, c.TLS, u.Scheme == "https"); err != nil {
 		return nil, err
 	}
 
@@ -222,41 +216,14 @@ func (c *Config) auth(sec *config.Sink, s *settings) error {
 	return nil
 }
 
-func (t *TLS) build(sec *config.Sink, https bool) (*tls.Config, error) {
-	set := t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" || t.ServerName != "" || t.InsecureSkipVerify
+func buildTLS(sec *config.Sink, t TLS, https bool) (*tls.Config, error) {
 	if !https {
-		if set {
+		if !t.IsZero() {
 			return nil, sec.Errorf("tls", "is set but url is http://; use https:// or remove tls")
 		}
 		return nil, nil
 	}
-	cfg := &tls.Config{
-		MinVersion:         tls.VersionTLS12,
-		ServerName:         t.ServerName,
-		InsecureSkipVerify: t.InsecureSkipVerify, //nolint:gosec // the operator's explicit choice, logged as a warning
-	}
-	if t.CAFile != "" {
-		pem, err := os.ReadFile(t.CAFile)
-		if err != nil {
-			return nil, sec.Errorf("tls.ca_file", "cannot read the CA bundle: %v; check the path and that the shipper's user may read it", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, sec.Errorf("tls.ca_file", "%q holds no PEM certificate; point it at the CA that signed Loki's certificate", t.CAFile)
-		}
-		cfg.RootCAs = pool
-	}
-	if (t.CertFile == "") != (t.KeyFile == "") {
-		return nil, sec.Errorf("tls.cert_file", "cert_file and key_file go together; set both for a client certificate, or neither")
-	}
-	if t.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
-		if err != nil {
-			return nil, sec.Errorf("tls.cert_file", "cannot load the client certificate and key: %v", err)
-		}
-		cfg.Certificates = []tls.Certificate{cert}
-	}
-	return cfg, nil
+	return t.Build(sec, "point it at the CA that signed Loki's certificate")
 }
 
 // staticLabels merges job, cluster, node and labels into the label set
