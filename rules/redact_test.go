@@ -256,7 +256,9 @@ func TestRedactResources(t *testing.T) {
 	f([]string{"pods/*"}, "", "pods", "", true)
 	f([]string{"pods/*"}, "", "pods", "exec", true)
 	f([]string{"*"}, "apps", "deployments", "", true)
-	f(nil, "", "secrets", "", false) // redact_secrets off
+	f([]string{"*"}, "", "deployments", "scale", true) // "*" takes subresources too, as in a policy
+	f([]string{"*"}, "", "", "x", true)                // found by FuzzApply
+	f(nil, "", "secrets", "", false)                   // redact_secrets off
 
 	for _, bad := range []string{"", "Config Maps", "pods/", "/log", "pods/log/x", "pods.Apps", "configmaps.", "pods/Log"} {
 		if _, err := New(Config{RedactResources: []string{bad}}); err == nil {

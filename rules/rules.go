@@ -106,6 +106,11 @@ func parseTarget(s string) (target, error) {
 	if hasGroup {
 		t.group = group
 	}
+	if res == "*" && !hasSub {
+		// As in an audit policy: "*" matches every resource and its
+		// subresources.
+		t.sub = "*"
+	}
 	return t, nil
 }
 
