@@ -6,7 +6,6 @@ import (
 	"runtime"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/audit-shipper/audit-shipper/corpus"
 	"github.com/bytedance/sonic"
@@ -14,42 +13,9 @@ import (
 	k8sjson "sigs.k8s.io/json"
 )
 
-// benchEvent has the same fields as Event, for the general decoders.
-type benchEvent struct {
-	Kind       string `json:"kind"`
-	APIVersion string `json:"apiVersion"`
-	Level      string `json:"level"`
-	AuditID    string `json:"auditID"`
-	Stage      string `json:"stage"`
-	RequestURI string `json:"requestURI"`
-	Verb       string `json:"verb"`
-	User       struct {
-		Username string   `json:"username"`
-		UID      string   `json:"uid"`
-		Groups   []string `json:"groups"`
-	} `json:"user"`
-	ImpersonatedUser *struct {
-		Username string `json:"username"`
-	} `json:"impersonatedUser"`
-	SourceIPs []string `json:"sourceIPs"`
-	UserAgent string   `json:"userAgent"`
-	ObjectRef *struct {
-		Resource    string `json:"resource"`
-		Subresource string `json:"subresource"`
-		Namespace   string `json:"namespace"`
-		Name        string `json:"name"`
-		APIGroup    string `json:"apiGroup"`
-		APIVersion  string `json:"apiVersion"`
-	} `json:"objectRef"`
-	ResponseStatus *struct {
-		Code int32 `json:"code"`
-	} `json:"responseStatus"`
-	RequestObject            json.RawMessage   `json:"requestObject"`
-	ResponseObject           json.RawMessage   `json:"responseObject"`
-	RequestReceivedTimestamp time.Time         `json:"requestReceivedTimestamp"`
-	StageTimestamp           time.Time         `json:"stageTimestamp"`
-	Annotations              map[string]string `json:"annotations"`
-}
+// benchEvent has the same fields as Event, for the general decoders: the
+// oracle's struct.
+type benchEvent = oracleEvent
 
 // benchEvents is the corpus size: the default (about 26 MB) is larger than
 // the CPU caches, as a shipper's input is; -events=200 measures cache-hot.
