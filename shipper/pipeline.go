@@ -10,7 +10,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"github.com/audit-shipper/audit-shipper/config"
 	"github.com/audit-shipper/audit-shipper/parse"
@@ -49,19 +48,27 @@ type pipeline struct {
 	released chan struct{}
 
 	batches sync.Pool
+	// arenaSize is the arena a pooled batch starts with; one that grew past
+	// twice that (a batch that ended with a very long line) is not pooled,
+	// so that memory follows the batch size, not the longest line met.
+	arenaSize int
 }
 
 // batch is a run of consecutive lines of the audit log: the records to
 // send, and the position after its last line (lines that were
 // dead-lettered or dropped included).
 type batch struct {
-	seq   uint64
-	recs  []sinks.Record
-	arena []byte // the records' bytes: lines and auditIDs
-	bytes int64  // in-flight bytes held until acknowledged
-	end   Position
-	first time.Time
-	ok    bool
+	seq  uint64
+	recs []sinks.Record
+	// events are the records' parsed events, whose strings and lists are
+	// in arena and lists.
+	events []parse.Event
+	lists  []string
+	arena  []byte // the records' bytes: lines and the events' strings
+	bytes  int64  // in-flight bytes held until acknowledged
+	end    Position
+	first  time.Time
+	ok     bool
 }
 
 func newPipeline(name string, sink sinks.Sink, cfg config.Sink, src config.Source, requests int,
@@ -73,8 +80,11 @@ func newPipeline(name string, sink sinks.Sink, cfg config.Sink, src config.Sourc
 		released:    make(chan struct{}, 1),
 		maxInflight: int64(cfg.MaxInflightBytes),
 	}
+	// A batch's lines reach max_bytes, and the last may pass it; the
+	// events' strings (auditID, user, objectRef, ...) add about a seventh.
+	p.arenaSize = int(cfg.Batch.MaxBytes) + int(cfg.Batch.MaxBytes)/4 + 64<<10
 	p.batches.New = func() any {
-		return &batch{arena: make([]byte, 0, int(cfg.Batch.MaxBytes)+64<<10)}
+		return &batch{arena: make([]byte, 0, p.arenaSize)}
 	}
 	return p
 }
@@ -218,13 +228,7 @@ func (r *reader) line(ctx context.Context, line []byte, off int64, tooLong bool)
 	p.m.bytesRead.Add(float64(r.cur.offset() - off))
 	ev, err := r.parser.Parse(line)
 	if err != nil {
-		var pe *parse.Error
-		rec.Reason = string(parse.ReasonSyntax)
-		if errors.As(err, &pe) {
-			rec.Reason = string(pe.Reason)
-		}
-		rec.Error = err.Error()
-		r.dead(ctx, rec, line)
+		r.unparsable(ctx, rec, line, err)
 		return
 	}
 	p.signals.Observe(ev)
@@ -246,12 +250,34 @@ func (r *reader) line(ctx context.Context, line []byte, off int64, tooLong bool)
 				p.m.lowered.Inc()
 			}
 		}
+		if v.Redacted || v.Lowered {
+			// The sinks read the event's fields and members' offsets from
+			// the record: they must be those of the line they are sent.
+			if ev, err = r.parser.Parse(out); err != nil {
+				// FuzzApply holds that this cannot happen; keep the line
+				// as it was read rather than lose it.
+				r.unparsable(ctx, rec, line, fmt.Errorf("the shipper's rules rewrote this event into a line that does not parse (a bug, please report it): %w", err))
+				return
+			}
+		}
 		line = out
 	}
 	r.add(ctx, line, off, ev)
 	if time.Since(r.survey) > surveyEvery {
 		r.resurvey()
 	}
+}
+
+// unparsable dead-letters a line the parser refused, under the parser's
+// reason.
+func (r *reader) unparsable(ctx context.Context, rec deadLetter, line []byte, err error) {
+	var pe *parse.Error
+	rec.Reason = string(parse.ReasonSyntax)
+	if errors.As(err, &pe) {
+		rec.Reason = string(pe.Reason)
+	}
+	rec.Error = err.Error()
+	r.dead(ctx, rec, line)
 }
 
 func (r *reader) dead(ctx context.Context, rec deadLetter, line []byte) {
@@ -310,34 +336,27 @@ func (r *reader) add(ctx context.Context, line []byte, off int64, ev *parse.Even
 	b := r.batch()
 	start := len(b.arena)
 	b.arena = append(b.arena, line...)
-	b.arena = append(b.arena, ev.AuditID...)
-	arena := b.arena[start:]
+	raw := b.arena[start:len(b.arena):len(b.arena)]
+	var c parse.Event
+	c, b.arena, b.lists = ev.Clone(raw, b.arena, b.lists)
+	b.events = append(b.events, c)
 	b.recs = append(b.recs, sinks.Record{
-		Line:         arena[:len(line)],
-		AuditID:      unsafe.String(unsafe.SliceData(arena[len(line):]), len(ev.AuditID)),
-		Stage:        stageName(ev.Stage),
-		StageTime:    ev.StageTime,
-		ReceivedTime: ev.RequestReceived,
+		Line:         raw,
+		AuditID:      c.AuditID,
+		Stage:        c.Stage,
+		StageTime:    c.StageTime,
+		ReceivedTime: c.RequestReceived,
 		File:         r.cur.gen.path,
 		Offset:       off,
+		// When append moves events, this pointer keeps the old array,
+		// which is never written again, alive.
+		Event: &b.events[len(b.events)-1],
 	})
 	b.bytes += n
 	b.end = r.cur.position(r.cur.offset())
-	if len(b.recs) >= p.cfg.Batch.MaxEvents || len(b.arena) >= int(p.cfg.Batch.MaxBytes) || time.Since(b.first) >= p.cfg.Batch.MaxWait.D() {
+	if len(b.recs) >= p.cfg.Batch.MaxEvents || b.bytes >= int64(p.cfg.Batch.MaxBytes) || time.Since(b.first) >= p.cfg.Batch.MaxWait.D() {
 		r.flush()
 	}
-}
-
-var stages = []string{"RequestReceived", "ResponseStarted", "ResponseComplete", "Panic"}
-
-// stageName returns a string that outlives the parser's buffers.
-func stageName(s string) string {
-	for _, k := range stages {
-		if s == k {
-			return k
-		}
-	}
-	return string([]byte(s))
 }
 
 // reserve takes n bytes of the in-flight budget, waiting while the sink
@@ -667,11 +686,20 @@ func (p *pipeline) commit(in <-chan *batch) {
 			p.m.batches.Dec()
 			p.m.inflight.Set(float64(p.inflight.Add(-b.bytes)))
 			poke(p.released)
-			clear(b.recs)
-			*b = batch{recs: b.recs[:0], arena: b.arena[:0]}
-			p.batches.Put(b)
+			p.recycle(b)
 		}
 	}
+}
+
+// recycle pools an acknowledged batch for the reader, unless a very long
+// line made its arena too large to be worth keeping.
+func (p *pipeline) recycle(b *batch) {
+	if cap(b.arena) > 2*p.arenaSize {
+		return
+	}
+	clear(b.recs)
+	*b = batch{recs: b.recs[:0], events: b.events[:0], lists: b.lists[:0], arena: b.arena[:0]}
+	p.batches.Put(b)
 }
 
 // health is what /readyz reports for one sink.

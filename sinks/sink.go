@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/audit-shipper/audit-shipper/parse"
 )
 
 // Record is one audit event on its way to a sink.
@@ -34,6 +36,10 @@ type Record struct {
 	// messages and dead letters.
 	File   string
 	Offset int64
+	// Event is Line parsed (its Raw is Line), with the same lifetime as
+	// Line: the shipper parsed every line to apply its rules, so a sink
+	// reads the fields it needs here instead of parsing the line again.
+	Event *parse.Event
 }
 
 // Sink delivers batches of records.

@@ -108,12 +108,14 @@ func Record(t testing.TB, p *parse.Parser, line []byte) sinks.Record {
 	if err != nil {
 		t.Fatalf("event does not parse: %v\n%s", err, line)
 	}
+	c, _, _ := ev.Clone(line, nil, nil)
 	return sinks.Record{
 		Line:         line,
-		AuditID:      strings.Clone(ev.AuditID),
-		Stage:        strings.Clone(ev.Stage),
-		StageTime:    ev.StageTime,
-		ReceivedTime: ev.RequestReceived,
+		AuditID:      c.AuditID,
+		Stage:        c.Stage,
+		StageTime:    c.StageTime,
+		ReceivedTime: c.RequestReceived,
+		Event:        &c,
 	}
 }
 

@@ -172,18 +172,7 @@ func (g *gzipState) compress(body []byte) ([]byte, error) {
 func (s *Sink) Send(ctx context.Context, recs []sinks.Record) error {
 	st := s.states.Get().(*encodeState)
 	defer s.states.Put(st)
-	bad := s.enc.encode(st, recs)
-	for range bad {
-		s.m.items.WithLabelValues(resultRejected).Inc()
-		s.m.rejected.WithLabelValues("unreadable").Inc()
-	}
-	if len(st.sent) == 0 {
-		if len(bad) == 0 {
-			return nil
-		}
-		return bad
-	}
-
+	s.enc.encode(st, recs)
 	payload := st.body
 	s.m.bodyBytes.Add(float64(len(payload)))
 	var gz *gzipState
@@ -196,13 +185,10 @@ func (s *Sink) Send(ctx context.Context, recs []sinks.Record) error {
 		}
 	}
 
-	// When the request fails, unreadable records go back with the
-	// batch and are reported once a request gets through.
-	failed, err := s.post(ctx, payload, recs, st.sent)
+	failed, err := s.post(ctx, payload, recs)
 	if err != nil {
 		return err
 	}
-	failed = append(failed, bad...)
 	if len(failed) == 0 {
 		return nil
 	}
@@ -210,7 +196,7 @@ func (s *Sink) Send(ctx context.Context, recs []sinks.Record) error {
 }
 
 // post sends one bulk body and classifies the answer.
-func (s *Sink) post(ctx context.Context, payload []byte, recs []sinks.Record, sent []int) (sinks.ItemErrors, error) {
+func (s *Sink) post(ctx context.Context, payload []byte, recs []sinks.Record) (sinks.ItemErrors, error) {
 	rctx, cancel := context.WithTimeout(ctx, s.set.Timeout.D())
 	defer cancel()
 	req, err := http.NewRequestWithContext(rctx, http.MethodPost, "/_bulk", bytes.NewReader(payload))
@@ -237,15 +223,15 @@ func (s *Sink) post(ctx context.Context, payload []byte, recs []sinks.Record, se
 			return nil, ctx.Err()
 		}
 		if rctx.Err() != nil {
-			return nil, sinks.Retryable(fmt.Errorf("the bulk request of %d documents got no answer within timeout %v: %w; the server may be overloaded, or raise timeout", len(sent), s.set.Timeout, err), 0)
+			return nil, sinks.Retryable(fmt.Errorf("the bulk request of %d documents got no answer within timeout %v: %w; the server may be overloaded, or raise timeout", len(recs), s.set.Timeout, err), 0)
 		}
-		return nil, sinks.Retryable(fmt.Errorf("bulk request of %d documents failed: %w", len(sent), err), 0)
+		return nil, sinks.Retryable(fmt.Errorf("bulk request of %d documents failed: %w", len(recs), err), 0)
 	}
 	s.m.requests.WithLabelValues(code(resp.StatusCode)).Inc()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return nil, requestError(resp, body)
 	}
-	failed, counts, err := classify(body, recs, sent)
+	failed, counts, err := classify(body, recs)
 	if err != nil {
 		return nil, err
 	}

@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
-	"fmt"
 	"time"
 
 	"github.com/audit-shipper/audit-shipper/parse"
@@ -36,11 +35,7 @@ type encoder struct {
 
 // encodeState is one goroutine's scratch space, reused through a pool.
 type encodeState struct {
-	parser parse.Parser
-	body   []byte // the NDJSON bulk body
-	// sent maps the bulk's items to record indexes: records the encoder
-	// could not read are not sent and have no item.
-	sent []int
+	body []byte // the NDJSON bulk body
 	// index caches the last expanded index name, keyed by the time bucket
 	// it was expanded for.
 	index    string
@@ -48,33 +43,20 @@ type encodeState struct {
 	scratch  []byte // the bytes hashed into a document id
 }
 
-// encode appends the bulk body for recs to st.body and fills st.sent.
-// Records it cannot read are returned as permanent item errors; they are
-// not in the body.
-func (e *encoder) encode(st *encodeState, recs []sinks.Record) sinks.ItemErrors {
+// encode writes the bulk body for recs to st.body: one action and one
+// document per record, in order.
+func (e *encoder) encode(st *encodeState, recs []sinks.Record) {
 	st.body = st.body[:0]
-	st.sent = st.sent[:0]
-	var bad sinks.ItemErrors
 	for i := range recs {
 		r := &recs[i]
-		ev, err := st.parser.Parse(r.Line)
-		if err != nil {
-			// The shipper parsed this line already, so this is a bug on
-			// our side; the dead letter keeps the event.
-			bad = append(bad, sinks.ItemError{Index: i, Err: sinks.Permanent("unreadable",
-				fmt.Errorf("cannot read audit event %s/%s to build its Elasticsearch document: %w", r.AuditID, r.Stage, err))})
-			continue
-		}
 		ts := r.StageTime
 		if e.received {
 			ts = r.ReceivedTime
 		}
 		st.body = e.appendAction(st, st.body, r, ts)
-		st.body = e.appendDoc(st.body, ev, ts)
+		st.body = e.appendDoc(st.body, r.Event, ts)
 		st.body = append(st.body, '\n')
-		st.sent = append(st.sent, i)
 	}
-	return bad
 }
 
 // appendAction writes `{"create":{"_index":"…","_id":"…"}}` and a newline.

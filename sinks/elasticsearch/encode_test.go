@@ -67,9 +67,7 @@ func TestDocumentRoundTrip(t *testing.T) {
 		t.Run(bodies, func(t *testing.T) {
 			enc := testEncoder(t, bodies)
 			st := &encodeState{}
-			if bad := enc.encode(st, recs); bad != nil {
-				t.Fatal(bad)
-			}
+			enc.encode(st, recs)
 			actions, docs := pairs(t, st.body)
 			if len(docs) != len(recs) {
 				t.Fatalf("%d documents for %d records", len(docs), len(recs))
@@ -154,9 +152,7 @@ func decodeAny(t testing.TB, b []byte) any {
 func TestBulkGolden(t *testing.T) {
 	enc := testEncoder(t, BodyString)
 	st := &encodeState{}
-	if bad := enc.encode(st, fileRecords(t, "conflict.ndjson")); bad != nil {
-		t.Fatal(bad)
-	}
+	enc.encode(st, fileRecords(t, "conflict.ndjson"))
 	golden(t, filepath.Join("testdata", "conflict.bulk.golden"), st.body)
 }
 
@@ -325,9 +321,7 @@ func FuzzDocument(f *testing.F) {
 		}
 		r := record(t, &p, line)
 		st := &encodeState{}
-		if bad := enc.encode(st, []sinks.Record{r}); bad != nil {
-			t.Fatal(bad)
-		}
+		enc.encode(st, []sinks.Record{r})
 		_, docs := pairs(t, st.body)
 		doc := decode(t, docs[0])
 		for _, k := range []string{"@timestamp", "cluster", "node"} {
@@ -470,9 +464,7 @@ func TestTemplateCoversDocuments(t *testing.T) {
 			fields, dynamic := templateFields(t, comp)
 			enc := testEncoder(t, bodies)
 			st := &encodeState{}
-			if bad := enc.encode(st, recs); bad != nil {
-				t.Fatal(bad)
-			}
+			enc.encode(st, recs)
 			_, docs := pairs(t, st.body)
 			kinds := map[string]map[string]bool{}
 			for _, d := range docs {
@@ -532,7 +524,7 @@ func ExampleSink_documents() {
 	ev, _ := p.Parse(line)
 	enc := &encoder{target: &target{dataStream: true, raw: DefaultDataStream}, bodies: BodyString, fields: docFields("prod", "server-0")}
 	st := &encodeState{}
-	enc.encode(st, []sinks.Record{{Line: line, AuditID: ev.AuditID, Stage: ev.Stage, StageTime: ev.StageTime, ReceivedTime: ev.RequestReceived}})
+	enc.encode(st, []sinks.Record{{Line: line, AuditID: ev.AuditID, Stage: ev.Stage, StageTime: ev.StageTime, ReceivedTime: ev.RequestReceived, Event: ev}})
 	fmt.Print(string(st.body))
 	// Output:
 	// {"create":{"_index":"logs-kubernetes.audit-default","_id":"n_cAjZ2NgNTMjQxxkGKncQ"}}

@@ -411,24 +411,6 @@ func TestSendFailover(t *testing.T) {
 	}
 }
 
-// TestSendUnreadableRecord: a record whose line is not an audit event
-// (which the shipper should never hand over) is rejected on its own; the
-// others are sent.
-func TestSendUnreadableRecord(t *testing.T) {
-	es := newFakeES(t)
-	s, env := newSink(t, "addresses: ["+es.srv.URL+"]")
-	recs := records(t, 1, 4, time.Now())
-	recs[2].Line = []byte(`{"kind":"Event","truncated`)
-	err := s.Send(context.Background(), recs)
-	checkFates(t, err, map[int]fate{2: {reason: "unreadable", text: "truncated"}})
-	if got := es.stored(); got != 3 {
-		t.Errorf("the server holds %d documents, want 3", got)
-	}
-	if got := env.Counter(t, "audit_shipper_elasticsearch_items_rejected_total", "reason", "unreadable"); got != 1 {
-		t.Errorf("unreadable counted %v times, want 1", got)
-	}
-}
-
 // TestSendHeadersAndCompression checks what goes on the wire: gzip by
 // default (and the byte counters), plain with compress: false, the
 // configured headers and each kind of authentication.

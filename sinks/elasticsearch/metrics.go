@@ -35,7 +35,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"result"}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "audit_shipper_elasticsearch_items_rejected_total",
-			Help: "Documents Elasticsearch will never accept as they are, by reason: mapping, illegal_argument, rejected_<status>, unreadable.",
+			Help: "Documents Elasticsearch will never accept as they are, by reason: mapping, illegal_argument, rejected_<status>.",
 		}, []string{"reason"}),
 		bodyBytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "audit_shipper_elasticsearch_body_bytes_total",
@@ -53,7 +53,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, r := range itemResults {
 		m.items.WithLabelValues(r)
 	}
-	for _, r := range []string{reasonMapping, reasonIllegalArgument, "unreadable"} {
+	for _, r := range []string{reasonMapping, reasonIllegalArgument} {
 		m.rejected.WithLabelValues(r)
 	}
 	for _, c := range []prometheus.Collector{m.requests, m.duration, m.items, m.rejected, m.bodyBytes, m.sentBytes} {

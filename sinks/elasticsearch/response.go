@@ -64,25 +64,24 @@ func (e *itemError) String() string {
 // tally counts item results of one response.
 type tally map[string]int
 
-// classify reads a 2xx bulk answer. sent maps the answer's items to record
-// indexes. It returns the records that failed and the count of each item
-// result; a body it cannot match to the request is retryable as a whole,
-// which is safe because documents have deterministic ids.
-func classify(body []byte, recs []sinks.Record, sent []int) (sinks.ItemErrors, tally, error) {
+// classify reads a 2xx bulk answer to a request of one document per
+// record, in order. It returns the records that failed and the count of
+// each item result; a body it cannot match to the request is retryable as
+// a whole, which is safe because documents have deterministic ids.
+func classify(body []byte, recs []sinks.Record) (sinks.ItemErrors, tally, error) {
 	var resp bulkResponse
 	if err := json.Unmarshal(body, &resp); err != nil {
 		return nil, nil, sinks.Retryable(fmt.Errorf("cannot decode the bulk answer (%s): %w; is the address an Elasticsearch-compatible bulk endpoint?", excerpt(body), err), 0)
 	}
-	if len(resp.Items) != len(sent) {
-		return nil, nil, sinks.Retryable(fmt.Errorf("the bulk answer has %d items for %d documents sent; sending the batch again", len(resp.Items), len(sent)), 0)
+	if len(resp.Items) != len(recs) {
+		return nil, nil, sinks.Retryable(fmt.Errorf("the bulk answer has %d items for %d documents sent; sending the batch again", len(resp.Items), len(recs)), 0)
 	}
 	counts := tally{}
 	var failed sinks.ItemErrors
-	for k, it := range resp.Items {
-		i := sent[k]
+	for i, it := range resp.Items {
 		item := it.Create
 		if item == nil {
-			return nil, nil, sinks.Retryable(fmt.Errorf("bulk answer item %d is not the answer to a create action; sending the batch again", k), 0)
+			return nil, nil, sinks.Retryable(fmt.Errorf("bulk answer item %d is not the answer to a create action; sending the batch again", i), 0)
 		}
 		result, err := classifyItem(item, &recs[i])
 		counts[result]++

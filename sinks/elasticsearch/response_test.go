@@ -87,8 +87,7 @@ func readTestdata(t *testing.T, name string) []byte {
 
 func TestClassifyMixed(t *testing.T) {
 	recs := records(t, 1, 10, time.Now())
-	sent := []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}
-	failed, counts, err := classify(readTestdata(t, "bulk-mixed.json"), recs, sent)
+	failed, counts, err := classify(readTestdata(t, "bulk-mixed.json"), recs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,21 +98,10 @@ func TestClassifyMixed(t *testing.T) {
 			t.Errorf("%s: %d, want %d (all: %v)", k, counts[k], v, counts)
 		}
 	}
-	// Items map to records through sent: with record 0 left out of the
-	// request, item k is record k+1.
-	failed, _, err = classify(readTestdata(t, "bulk-mixed.json"), records(t, 1, 11, time.Now()), []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10})
-	if err != nil {
-		t.Fatal(err)
-	}
-	shifted := map[int]fate{}
-	for i, f := range mixedFates {
-		shifted[i+1] = f
-	}
-	checkFates(t, failed, shifted)
 }
 
 func TestClassifyVictoriaLogs(t *testing.T) {
-	failed, counts, err := classify(readTestdata(t, "bulk-victorialogs.json"), records(t, 1, 3, time.Now()), []int{0, 1, 2})
+	failed, counts, err := classify(readTestdata(t, "bulk-victorialogs.json"), records(t, 1, 3, time.Now()))
 	if err != nil || failed != nil || counts[resultCreated] != 3 {
 		t.Fatalf("failed %v, counts %v, err %v; want 3 created", failed, counts, err)
 	}
@@ -126,7 +114,7 @@ func TestClassifyUnmatched(t *testing.T) {
 		"too few items":     `{"errors":false,"items":[{"create":{"status":201}}]}`,
 		"index, not create": `{"errors":false,"items":[{"index":{"status":201}},{"create":{"status":201}},{"create":{"status":201}}]}`,
 	} {
-		_, _, err := classify([]byte(body), recs, []int{0, 1, 2})
+		_, _, err := classify([]byte(body), recs)
 		var r *sinks.RetryableError
 		if !errors.As(err, &r) {
 			t.Errorf("%s: want a retryable error for the whole batch, got %v", name, err)
@@ -180,14 +168,10 @@ func FuzzClassify(f *testing.F) {
 		f.Add(b, uint8(10))
 	}
 	f.Add([]byte(`{"errors":true,"items":[{"create":{"status":409}},{"create":{"status":0}},{"create":{"status":-1,"error":null}}]}`), uint8(3))
-	recs := records(f, 1, 255, time.Now())
+	all := records(f, 1, 255, time.Now())
 	f.Fuzz(func(t *testing.T, body []byte, n uint8) {
-		// Send one record in two, so that item k is record 2k.
-		sent := make([]int, 0, n)
-		for k := 0; k < int(n) && 2*k < len(recs); k++ {
-			sent = append(sent, 2*k)
-		}
-		failed, counts, err := classify(body, recs, sent)
+		recs := all[:n]
+		failed, counts, err := classify(body, recs)
 		if err != nil {
 			var r *sinks.RetryableError
 			if !errors.As(err, &r) || failed != nil {
@@ -199,12 +183,12 @@ func FuzzClassify(f *testing.F) {
 		for _, c := range counts {
 			total += c
 		}
-		if total != len(sent) {
-			t.Fatalf("%d items counted for %d sent", total, len(sent))
+		if total != len(recs) {
+			t.Fatalf("%d items counted for %d sent", total, len(recs))
 		}
 		seen := map[int]bool{}
 		for _, it := range failed {
-			if it.Index%2 != 0 || it.Index/2 >= len(sent) || seen[it.Index] {
+			if it.Index < 0 || it.Index >= len(recs) || seen[it.Index] {
 				t.Fatalf("record %d named, which was not sent or is named twice", it.Index)
 			}
 			seen[it.Index] = true

@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/golang/snappy"
+	"github.com/klauspost/compress/s2"
 
 	"github.com/audit-shipper/audit-shipper/sinks"
 )
@@ -12,7 +12,7 @@ import (
 const benchEvents = 1000
 
 // BenchmarkEncode measures building one push request body from a batch of
-// 1000 corpus events: parsing each line for its fields, grouping streams,
+// 1000 corpus events: reading each event's fields, grouping streams,
 // sorting, marshalling, and (protobuf) snappy. Bytes are the lines' bytes.
 func BenchmarkEncode(b *testing.B) {
 	for _, enc := range []string{"protobuf", "json"} {
@@ -24,9 +24,9 @@ func BenchmarkEncode(b *testing.B) {
 			b.ReportAllocs()
 			var out int
 			for b.Loop() {
-				enc, bad := e.encode(recs)
-				if enc.entries != benchEvents || bad != nil {
-					b.Fatalf("encoded %d entries, %v", enc.entries, bad)
+				enc := e.encode(recs)
+				if enc.entries != benchEvents {
+					b.Fatalf("encoded %d entries", enc.entries)
 				}
 				out = len(enc.body)
 			}
@@ -37,19 +37,19 @@ func BenchmarkEncode(b *testing.B) {
 
 // BenchmarkSnappyFloor is the floor BenchmarkEncode/protobuf is measured
 // against: snappy-compressing the same lines, concatenated, and nothing
-// else.
+// else, with the fastest snappy encoder there is (the sink's own).
 func BenchmarkSnappyFloor(b *testing.B) {
 	recs := records(b, 1, benchEvents, time.Time{})
 	var all []byte
 	for _, r := range recs {
 		all = append(all, r.Line...)
 	}
-	dst := make([]byte, snappy.MaxEncodedLen(len(all)))
+	dst := make([]byte, s2.MaxEncodedLen(len(all)))
 	b.SetBytes(int64(len(all)))
 	b.ReportAllocs()
 	var out int
 	for b.Loop() {
-		out = len(snappy.Encode(dst, all))
+		out = len(s2.EncodeSnappy(dst, all))
 	}
 	reportPerEvent(b, out, recs)
 }

@@ -1,6 +1,7 @@
 package loki
 
 import (
+	"bytes"
 	"fmt"
 	"slices"
 	"strconv"
@@ -8,8 +9,8 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/golang/snappy"
 	"github.com/grafana/loki/pkg/push"
+	"github.com/klauspost/compress/s2"
 
 	"github.com/audit-shipper/audit-shipper/parse"
 	"github.com/audit-shipper/audit-shipper/sinks"
@@ -52,6 +53,7 @@ type encoder struct {
 	meta   []push.LabelAdapter
 
 	proto   []byte
+	snappy  []byte // proto compressed
 	scratch []byte // a line being shrunk
 	// jsonSize is the size of the last JSON body, to size the next one.
 	jsonSize int
@@ -80,7 +82,7 @@ func (e *encoder) reset() {
 // oversized reports whether the encoder holds more memory than is worth
 // keeping for the next batch.
 func (e *encoder) oversized() bool {
-	return cap(e.proto) > maxKeptBuffer || cap(e.values) > maxKeptBuffer || cap(e.scratch) > maxKeptBuffer
+	return cap(e.proto) > maxKeptBuffer || cap(e.snappy) > maxKeptBuffer || cap(e.values) > maxKeptBuffer || cap(e.scratch) > maxKeptBuffer
 }
 
 // encoded is a request body and what it holds.
@@ -90,25 +92,15 @@ type encoded struct {
 	truncated int // entries shrunk to fit max_line_size
 }
 
-// encode builds the request body for recs. Records whose line cannot be
-// parsed are left out of the request and returned as permanent item errors.
+// encode builds the request body for recs.
 //
 // The entries' lines are views of recs[i].Line until the body is built,
 // so encode must return before Send does.
-func (e *encoder) encode(recs []sinks.Record) (out encoded, bad sinks.ItemErrors) {
+func (e *encoder) encode(recs []sinks.Record) (out encoded) {
 	defer e.reset()
-	needParse := len(e.set.labelFields)+len(e.set.metaFields) > 0
-	var ev *parse.Event
 	for i := range recs {
 		r := &recs[i]
-		if needParse {
-			var err error
-			if ev, err = e.parser.Parse(r.Line); err != nil {
-				bad = append(bad, sinks.ItemError{Index: i, Err: sinks.Permanent("invalid_event",
-					fmt.Errorf("cannot read the event's fields for its Loki labels (auditID %q): %w", r.AuditID, err))})
-				continue
-			}
-		}
+		ev := r.Event
 		si := e.stream(ev)
 		start := len(e.meta)
 		for _, f := range e.set.metaFields {
@@ -139,7 +131,7 @@ func (e *encoder) encode(recs []sinks.Record) (out encoded, bad sinks.ItemErrors
 		out.entries++
 	}
 	if out.entries == 0 {
-		return out, bad
+		return out
 	}
 	// Loki wants each stream's entries in time order. Lines come in file
 	// order, which is stageTimestamp order; requestReceivedTimestamp, or a
@@ -155,7 +147,7 @@ func (e *encoder) encode(recs []sinks.Record) (out encoded, bad sinks.ItemErrors
 	} else {
 		out.body = e.protobuf()
 	}
-	return out, bad
+	return out
 }
 
 func byTime(a, b push.Entry) int { return a.Timestamp.Compare(b.Timestamp) }
@@ -245,10 +237,14 @@ func (e *encoder) protobuf() []byte {
 		// Only a buffer of the wrong size fails, and it was sized by Size.
 		panic(fmt.Sprintf("loki: marshalling a push request into %d bytes: %v", n, err))
 	}
-	// A fresh buffer: the transport may still read the body after Send
-	// returns (a server that answers before reading it all), so it is never
-	// reused.
-	return snappy.Encode(nil, e.proto)
+	// s2 writes snappy's block format (snappy.Decode reads it back byte
+	// for byte) 1.5x faster than golang/snappy, and a little smaller.
+	e.snappy = s2.EncodeSnappy(e.snappy[:cap(e.snappy)], e.proto)
+	// The body itself is a fresh copy: the transport may still read it
+	// after Send returns (a server that answers before reading it all), so
+	// it is never reused. A copy of the compressed bytes costs a third of
+	// an allocation of snappy's bound, which must be zeroed.
+	return bytes.Clone(e.snappy)
 }
 
 // appendJSON writes the streams in the JSON form of the push API:

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -21,6 +20,8 @@ import (
 	"github.com/golang/snappy"
 	"github.com/grafana/loki/pkg/push"
 
+	"github.com/audit-shipper/audit-shipper/internal/sinktest"
+	"github.com/audit-shipper/audit-shipper/parse"
 	"github.com/audit-shipper/audit-shipper/sinks"
 )
 
@@ -128,16 +129,11 @@ func goldenRecords(t *testing.T) []sinks.Record {
 		`{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"a-3","stage":"ResponseComplete","requestURI":"/version","verb":"get","user":{"username":"system:anonymous"},"sourceIPs":["10.0.0.9"],"responseStatus":{"metadata":{},"code":200},"requestReceivedTimestamp":"2024-06-01T00:00:00.000150Z","stageTimestamp":"2024-06-01T00:00:00.000200Z"}`,
 		`{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"a-4","stage":"RequestReceived","requestURI":"/api/v1/namespaces/default/configmaps","verb":"create","user":{"username":"admin"},"sourceIPs":["10.0.0.2"],"objectRef":{"resource":"configmaps","namespace":"default","apiVersion":"v1"},"requestReceivedTimestamp":"2024-06-01T00:00:00.000500Z"}`,
 	}
+	var p parse.Parser
 	recs := make([]sinks.Record, len(lines))
 	for i, l := range lines {
-		recs[i].Line = []byte(l)
+		recs[i] = sinktest.Record(t, &p, []byte(l))
 	}
-	// Times as the shipper would fill them from its own parse.
-	at := func(us int) time.Time { return time.Date(2024, 6, 1, 0, 0, 0, us*1000, time.UTC) }
-	recs[0].StageTime, recs[0].ReceivedTime = at(300), at(100)
-	recs[1].StageTime, recs[1].ReceivedTime = at(400), at(50)
-	recs[2].StageTime, recs[2].ReceivedTime = at(200), at(150)
-	recs[3].ReceivedTime = at(500)
 	return recs
 }
 
@@ -244,31 +240,6 @@ func TestTimestampReceived(t *testing.T) {
 	want := "a-2@00.000050 a-1@00.000100 a-3@00.000150 a-4@00.000500"
 	if strings.Join(ids, " ") != want {
 		t.Errorf("entries %s, want %s", strings.Join(ids, " "), want)
-	}
-}
-
-// TestInvalidEvent checks that a record the sink cannot read is named in
-// an ItemErrors as permanent, and the others are delivered.
-func TestInvalidEvent(t *testing.T) {
-	srv, got := captureServer(t)
-	s, _ := newSink(t, "url: "+srv.URL+"/loki/api/v1/push")
-	recs := goldenRecords(t)
-	recs[1].Line = []byte(`{"kind":"Event","auditID":`)
-	err := s.Send(context.Background(), recs)
-	var ie sinks.ItemErrors
-	if !errors.As(err, &ie) || len(ie) != 1 || ie[0].Index != 1 || sinks.PermanentReason(ie[0].Err) != "invalid_event" {
-		t.Fatalf("Send = %v, want ItemErrors naming record 1 as invalid_event", err)
-	}
-	streams, err := decodePush("application/x-protobuf", got()[0].body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, st := range streams {
-		n += len(st.Entries)
-	}
-	if n != 3 {
-		t.Errorf("%d entries sent, want the 3 valid ones", n)
 	}
 }
 

@@ -84,19 +84,11 @@ func New(sec *config.Sink, env sinks.Env) (*Sink, error) {
 // retries. See sinks.Sink for what each error means.
 func (s *Sink) Send(ctx context.Context, recs []sinks.Record) error {
 	enc := s.pool.Get().(*encoder)
-	out, bad := enc.encode(recs)
+	out := enc.encode(recs)
 	if !enc.oversized() {
 		s.pool.Put(enc)
 	}
-	if out.entries > 0 {
-		if err := s.push(ctx, out); err != nil {
-			return err
-		}
-	}
-	if len(bad) > 0 {
-		return bad
-	}
-	return nil
+	return s.push(ctx, out)
 }
 
 // Close releases idle connections.

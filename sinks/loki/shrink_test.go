@@ -9,13 +9,12 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/audit-shipper/audit-shipper/corpus"
+	"github.com/audit-shipper/audit-shipper/internal/sinktest"
 	"github.com/audit-shipper/audit-shipper/parse"
-	"github.com/audit-shipper/audit-shipper/sinks"
 )
 
 func TestRemoveMember(t *testing.T) {
@@ -162,7 +161,8 @@ func TestSendTruncated(t *testing.T) {
 	}))
 	defer srv.Close()
 	s, _ := newSink(t, "url: "+srv.URL+"/loki/api/v1/push\nmax_line_size: 250KB")
-	recs := append(goldenRecords(t), sinks.Record{Line: bigEvent(), AuditID: "big-1", Stage: "ResponseComplete", StageTime: time.Now()})
+	var p parse.Parser
+	recs := append(goldenRecords(t), sinktest.Record(t, &p, bigEvent()))
 	if err := s.Send(context.Background(), recs); err == nil {
 		t.Fatal("Send succeeded against a 503")
 	}
