@@ -49,8 +49,8 @@ type pipeline struct {
 
 	batches sync.Pool
 	// arenaSize is the arena a pooled batch starts with; one that grew past
-	// twice that (a batch that ended with a very long line) is not pooled,
-	// so that memory follows the batch size, not the longest line met.
+	// twice that (a line longer than max_bytes) is not pooled, so that
+	// memory follows the batch size, not the longest line met.
 	arenaSize int
 }
 
@@ -60,11 +60,12 @@ type pipeline struct {
 type batch struct {
 	seq  uint64
 	recs []sinks.Record
+	arena []byte // the records' lines
 	// events are the records' parsed events, whose strings and lists are
-	// in arena and lists.
+	// in strs and lists.
 	events []parse.Event
+	strs   []byte
 	lists  []string
-	arena  []byte // the records' bytes: lines and the events' strings
 	bytes  int64  // in-flight bytes held until acknowledged
 	end    Position
 	first  time.Time
@@ -80,9 +81,7 @@ func newPipeline(name string, sink sinks.Sink, cfg config.Sink, src config.Sourc
 		released:    make(chan struct{}, 1),
 		maxInflight: int64(cfg.MaxInflightBytes),
 	}
-	// A batch's lines reach max_bytes, and the last may pass it; the
-	// events' strings (auditID, user, objectRef, ...) add about a seventh.
-	p.arenaSize = int(cfg.Batch.MaxBytes) + int(cfg.Batch.MaxBytes)/4 + 64<<10
+	p.arenaSize = int(cfg.Batch.MaxBytes)
 	p.batches.New = func() any {
 		return &batch{arena: make([]byte, 0, p.arenaSize)}
 	}
@@ -334,11 +333,18 @@ func (r *reader) add(ctx context.Context, line []byte, off int64, ev *parse.Even
 		return
 	}
 	b := r.batch()
+	if len(b.recs) > 0 && len(b.arena)+len(line) > int(p.cfg.Batch.MaxBytes) {
+		// max_bytes is a bound on the request (a server's limit), not a
+		// threshold to pass: the line starts the next batch. Only a line
+		// longer than max_bytes makes a batch, of its own, longer.
+		r.flush()
+		b = r.batch()
+	}
 	start := len(b.arena)
 	b.arena = append(b.arena, line...)
 	raw := b.arena[start:len(b.arena):len(b.arena)]
 	var c parse.Event
-	c, b.arena, b.lists = ev.Clone(raw, b.arena, b.lists)
+	c, b.strs, b.lists = ev.Clone(raw, b.strs, b.lists)
 	b.events = append(b.events, c)
 	b.recs = append(b.recs, sinks.Record{
 		Line:         raw,
@@ -354,7 +360,7 @@ func (r *reader) add(ctx context.Context, line []byte, off int64, ev *parse.Even
 	})
 	b.bytes += n
 	b.end = r.cur.position(r.cur.offset())
-	if len(b.recs) >= p.cfg.Batch.MaxEvents || b.bytes >= int64(p.cfg.Batch.MaxBytes) || time.Since(b.first) >= p.cfg.Batch.MaxWait.D() {
+	if len(b.recs) >= p.cfg.Batch.MaxEvents || len(b.arena) >= int(p.cfg.Batch.MaxBytes) || time.Since(b.first) >= p.cfg.Batch.MaxWait.D() {
 		r.flush()
 	}
 }
@@ -694,11 +700,11 @@ func (p *pipeline) commit(in <-chan *batch) {
 // recycle pools an acknowledged batch for the reader, unless a very long
 // line made its arena too large to be worth keeping.
 func (p *pipeline) recycle(b *batch) {
-	if cap(b.arena) > 2*p.arenaSize {
+	if cap(b.arena) > 2*p.arenaSize || cap(b.strs) > 2*p.arenaSize {
 		return
 	}
 	clear(b.recs)
-	*b = batch{recs: b.recs[:0], events: b.events[:0], lists: b.lists[:0], arena: b.arena[:0]}
+	*b = batch{recs: b.recs[:0], arena: b.arena[:0], events: b.events[:0], strs: b.strs[:0], lists: b.lists[:0]}
 	p.batches.Put(b)
 }
 

@@ -31,12 +31,20 @@ type checkingSink struct {
 	n         int
 	rewritten int // lines the rules changed
 	written   map[string][]byte
+	maxBytes  int // batch.max_bytes
 	errs      []string
 }
 
 func (s *checkingSink) Send(_ context.Context, recs []sinks.Record) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	size := 0
+	for _, r := range recs {
+		size += len(r.Line)
+	}
+	if size > s.maxBytes && len(recs) > 1 {
+		s.errs = append(s.errs, fmt.Sprintf("a batch of %d records holds %d bytes of lines, over batch.max_bytes %d", len(recs), size, s.maxBytes))
+	}
 	for _, r := range recs {
 		s.n++
 		fail := func(format string, args ...any) {
@@ -73,14 +81,15 @@ func (s *checkingSink) Close() error { return nil }
 
 // TestRecordsCarryTheirEvent: every record's Event is its Line parsed,
 // for lines the rules left alone and for lines they rewrote, across many
-// small batches whose arenas are pooled and reused.
+// small batches whose arenas are pooled and reused; and no batch of more
+// than one record passes batch.max_bytes.
 func TestRecordsCarryTheirEvent(t *testing.T) {
 	dir := t.TempDir()
 	live := filepath.Join(dir, "audit.log")
 	g := corpus.New(corpus.Options{Seed: 4})
 	var p parse.Parser
 	var buf bytes.Buffer
-	sink := &checkingSink{written: map[string][]byte{}}
+	sink := &checkingSink{written: map[string][]byte{}, maxBytes: 64 << 10}
 	const n = 5000
 	for range n {
 		line := g.Next(nil)
@@ -102,6 +111,7 @@ func TestRecordsCarryTheirEvent(t *testing.T) {
 	cfg.DeadLetter.Path = filepath.Join(dir, "dead-letter.ndjson")
 	sc := cfg.Sinks[0]
 	sc.Batch.MaxEvents = 37
+	sc.Batch.MaxBytes = config.Size(sink.maxBytes)
 	r, err := rules.New(rules.Config{RedactSecrets: true, PolicyFile: "../configs/policies/production.yaml"})
 	if err != nil {
 		t.Fatal(err)
