@@ -100,7 +100,10 @@ func poke(c chan struct{}) {
 // started has returned. Errors do not stop it: they are logged, retried,
 // and shown by /readyz and the metrics.
 func (p *pipeline) run(readCtx, sendCtx context.Context) {
-	toSend := make(chan *batch, p.requests)
+	// Unbuffered: a batch waits in the reader until a sender is free, so
+	// a sink slower than the reader (any over a network) holds one batch
+	// more than it is sending, not a queue of them.
+	toSend := make(chan *batch)
 	sent := make(chan *batch, p.requests)
 	started := make(chan struct{})
 	var senders sync.WaitGroup

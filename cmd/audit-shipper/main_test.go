@@ -2,8 +2,10 @@ package main
 
 import (
 	"bytes"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
 )
@@ -38,4 +40,23 @@ func TestRunExitCodes(t *testing.T) {
 	f([]string{"check", "--config", good}, exitOK, "ok (1 sinks)")
 	f([]string{"check", "--config", unknownType}, exitConfig, `unknown-type.yaml:8: sinks[0].type: unknown sink type "kafka"; use one of: `)
 	f([]string{"run", "--config", good, "extra"}, exitConfig, `unexpected argument "extra"`)
+}
+
+// TestTuneGC: the shipper collects at GOGC=50 unless the environment
+// says otherwise, and then leaves the runtime's choice alone.
+func TestTuneGC(t *testing.T) {
+	before := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(before)
+	log := slog.New(slog.DiscardHandler)
+
+	t.Setenv("GOGC", "80")
+	tuneGC(log)
+	if got := debug.SetGCPercent(100); got != 100 {
+		t.Errorf("with GOGC set, the GC percent became %d; want it left alone", got)
+	}
+	os.Unsetenv("GOGC")
+	tuneGC(log)
+	if got := debug.SetGCPercent(100); got != gcPercent {
+		t.Errorf("without GOGC, the GC percent is %d, want %d", got, gcPercent)
+	}
 }
