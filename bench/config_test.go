@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -26,11 +27,11 @@ func TestPeerConfigs(t *testing.T) {
 			tg := &target{
 				path: path, dir: dir, listen: "127.0.0.1:1",
 				log:     &auditLog{dir: filepath.Join(dir, "log")},
-				servers: map[sinkKind]*vlogs{},
+				servers: map[sinkKind]sinkServer{},
 			}
 			for _, k := range kinds {
 				if k != sinkFile {
-					tg.servers[k] = &vlogs{url: "http://127.0.0.1:2"}
+					tg.servers[k] = fixedURL("http://127.0.0.1:2")
 				}
 			}
 			for _, d := range []string{tg.log.dir, filepath.Join(dir, "state")} {
@@ -87,3 +88,10 @@ func TestPeerConfigs(t *testing.T) {
 		})
 	}
 }
+
+// fixedURL is a sink server that is only an address: nothing listens.
+type fixedURL string
+
+func (u fixedURL) URL() string          { return string(u) }
+func (u fixedURL) Stored() (int, error) { return 0, errors.New("no server at " + string(u)) }
+func (u fixedURL) Stop()                {}

@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/audit-shipper/audit-shipper/config"
+	"github.com/audit-shipper/audit-shipper/internal/vlogs"
 )
 
 type options struct {
@@ -151,7 +152,7 @@ func run(ctx context.Context, o *options) (err error) {
 		return err
 	}
 	if slices.ContainsFunc(o.paths, func(p string) bool { return p != "file" }) {
-		if o.vlogsBin, err = findVlogs(o.vlogsBin); err != nil {
+		if o.vlogsBin, err = vlogs.Find(o.vlogsBin); err != nil {
 			return err
 		}
 	}

@@ -17,6 +17,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/audit-shipper/audit-shipper/internal/vlogs"
 )
 
 // sinkKind is where one sink of a path delivers. It is also the sink's
@@ -57,7 +59,7 @@ type target struct {
 	sinks   []sinkKind
 	dir     string // the run's own directory: config, state, logs
 	log     *auditLog
-	servers map[sinkKind]*vlogs
+	servers map[sinkKind]sinkServer
 	listen  string // audit-shipper's metrics listener, host:port (METRICS_LISTEN)
 	pprof   bool
 	out     *lineCounter // a command's file output
@@ -72,7 +74,7 @@ type target struct {
 func newTarget(ctx context.Context, s subject, vlogsBin, path, dir string, log *auditLog, pprof bool) (*target, error) {
 	t := &target{
 		subject: s, path: path, sinks: pathSinks[path], dir: dir, log: log, pprof: pprof,
-		servers: map[sinkKind]*vlogs{},
+		servers: map[sinkKind]sinkServer{},
 		client:  &http.Client{Timeout: 30 * time.Second},
 	}
 	if err := os.MkdirAll(filepath.Join(dir, "state"), 0o755); err != nil {
@@ -175,9 +177,9 @@ func (t *target) commandEnv() []string {
 		fmt.Sprintf("BENCH_PPROF=%t", t.pprof),
 	}
 	for k, v := range t.servers {
-		u, _ := url.Parse(v.url)
+		u, _ := url.Parse(v.URL())
 		p := "VLOGS_" + strings.ToUpper(string(k)) + "_"
-		env = append(env, p+"URL="+v.url, p+"HOST="+u.Hostname(), p+"PORT="+u.Port())
+		env = append(env, p+"URL="+v.URL(), p+"HOST="+u.Hostname(), p+"PORT="+u.Port())
 	}
 	return env
 }
@@ -207,7 +209,9 @@ func (t *target) progress(ctx context.Context) (progress, error) {
 		if k == sinkFile {
 			n, err = t.out.count()
 		} else {
-			n, err = t.servers[k].count(ctx)
+			var c int
+			c, err = t.servers[k].Stored()
+			n = int64(c)
 		}
 		if err != nil {
 			return p, err
@@ -298,8 +302,8 @@ func (t *target) usage() (time.Duration, int64, error) {
 func (t *target) stored(ctx context.Context) map[sinkKind]int64 {
 	n := map[sinkKind]int64{}
 	for k, v := range t.servers {
-		if c, err := v.count(ctx); err == nil {
-			n[k] = c
+		if c, err := v.Stored(); err == nil {
+			n[k] = int64(c)
 		}
 	}
 	if t.out != nil && slices.Contains(t.sinks, sinkFile) {
@@ -323,7 +327,7 @@ func (t *target) close() {
 		}
 	}
 	for _, v := range t.servers {
-		v.stop()
+		v.Stop()
 	}
 	if t.out != nil && t.out.f != nil {
 		t.out.f.Close()
@@ -379,4 +383,45 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// sinkServer is what a target needs of the server behind a sink: a
+// VictoriaLogs, or a stand-in in tests.
+type sinkServer interface {
+	URL() string
+	Stored() (int, error)
+	Stop()
+}
+
+// vlogsServer is a VictoriaLogs with its output in a file.
+type vlogsServer struct {
+	*vlogs.Server
+	log *os.File
+}
+
+// startVlogs runs bin on a free loopback port with its data in dir and
+// its output in dir/victoria-logs.log, and waits until it answers. Lines
+// up to the shipper's max_line_bytes are taken.
+func startVlogs(ctx context.Context, bin, dir string) (vlogsServer, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return vlogsServer{}, err
+	}
+	logf, err := os.Create(filepath.Join(dir, "victoria-logs.log"))
+	if err != nil {
+		return vlogsServer{}, err
+	}
+	s, err := vlogs.Run(ctx, bin, filepath.Join(dir, "data"), func(line string) { fmt.Fprintln(logf, line) },
+		"-insert.maxLineSizeBytes=4MiB")
+	if err != nil {
+		logf.Close()
+		return vlogsServer{}, fmt.Errorf("%w; see %s", err, logf.Name())
+	}
+	return vlogsServer{Server: s, log: logf}, nil
+}
+
+// Stop stops the server, then closes its log, which its output goes to
+// until it has exited.
+func (v vlogsServer) Stop() {
+	v.Server.Stop()
+	v.log.Close()
 }

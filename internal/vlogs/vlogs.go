@@ -1,4 +1,5 @@
-// Package vlogs runs a real VictoriaLogs server for tests. VictoriaLogs
+// Package vlogs runs a real VictoriaLogs server for tests and for the
+// benchmark harness. VictoriaLogs
 // speaks the ingestion protocols the sinks use (the Loki push API at
 // /insert/loki/api/v1/push, the Elasticsearch bulk API at
 // /insert/elasticsearch/_bulk) and is queried back with LogsQL, so a test
@@ -33,7 +34,7 @@ const binaryName = "victoria-logs"
 
 // startTimeout bounds how long Start waits for the server to answer; the
 // first start on a cold 2-core machine takes a few seconds.
-const startTimeout = 30 * time.Second
+const startTimeout = time.Minute
 
 // listenRE finds the address the server bound: it listens on port 0 and
 // logs the port the kernel chose, so there is no window in which another
@@ -44,7 +45,10 @@ var listenRE = regexp.MustCompile(`started server at http://([^/\s]+)/`)
 type Server struct {
 	url    string
 	client *http.Client
-	log    *syncBuffer
+	log    *syncBuffer // what Start collected of its output; nil after Run
+	cmd    *exec.Cmd
+	exited chan error // cmd.Wait's result, once
+	copied chan struct{}
 }
 
 // Start finds the victoria-logs binary ($VICTORIA_LOGS_BIN, then PATH, then
@@ -57,41 +61,54 @@ type Server struct {
 // it; with -short it is skipped instead.
 func Start(t testing.TB, args ...string) *Server {
 	t.Helper()
-	bin, err := findBinary()
+	bin, err := Find("")
 	if err != nil {
 		if testing.Short() {
 			t.Skipf("skipping in -short mode: %v", err)
 		}
 		t.Fatal(err)
 	}
+	out := &syncBuffer{}
+	s, err := Run(context.Background(), bin, t.TempDir(), out.WriteLine, args...)
+	if err != nil {
+		t.Fatalf("%v; its output:\n%s", err, out.String())
+	}
+	s.log = out
+	t.Cleanup(s.Stop)
+	return s
+}
 
+// Run starts bin on a free loopback port with its data in dataDir and a
+// retention long enough for any timestamp, followed by args, hands each
+// line it prints to output, and waits until it answers. The caller stops
+// it with Stop.
+func Run(ctx context.Context, bin, dataDir string, output func(line string), args ...string) (*Server, error) {
 	argv := append([]string{
 		"-httpListenAddr=127.0.0.1:0",
-		"-storageDataPath=" + t.TempDir(),
+		"-storageDataPath=" + dataDir,
 		"-retentionPeriod=100y",
 		"-loggerLevel=INFO",
 	}, args...)
 	cmd := exec.Command(bin, argv...)
-	logBuf := &syncBuffer{}
 	pr, pw := io.Pipe()
 	cmd.Stdout = pw
 	cmd.Stderr = pw
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("cannot start %s %s: %v", bin, strings.Join(argv, " "), err)
+		return nil, fmt.Errorf("cannot start %s %s: %w", bin, strings.Join(argv, " "), err)
 	}
+	s := &Server{client: &http.Client{Timeout: time.Minute}, cmd: cmd, exited: make(chan error, 1), copied: make(chan struct{})}
 
-	// One goroutine owns the pipe: it copies every line to the log buffer
-	// and reports the listen address once it appears.
+	// One goroutine owns the pipe: it hands every line to output and
+	// reports the listen address once it appears.
 	addrc := make(chan string, 1)
-	copied := make(chan struct{})
 	go func() {
-		defer close(copied)
+		defer close(s.copied)
 		sc := bufio.NewScanner(pr)
 		sc.Buffer(make([]byte, 64*1024), 1024*1024)
 		found := false
 		for sc.Scan() {
 			line := sc.Text()
-			logBuf.WriteLine(line)
+			output(line)
 			if !found {
 				if m := listenRE.FindStringSubmatch(line); m != nil {
 					found = true
@@ -102,55 +119,70 @@ func Start(t testing.TB, args ...string) *Server {
 		// Drain whatever is left so the child never blocks on a full pipe.
 		_, _ = io.Copy(io.Discard, pr)
 	}()
-	exited := make(chan error, 1)
 	go func() {
-		exited <- cmd.Wait()
+		s.exited <- cmd.Wait()
 		pw.Close()
 	}()
 
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		<-copied
-	})
-
-	s := &Server{client: &http.Client{Timeout: 30 * time.Second}, log: logBuf}
+	fail := func(err error) (*Server, error) {
+		s.Stop()
+		return nil, err
+	}
 	deadline := time.After(startTimeout)
 	select {
 	case addr := <-addrc:
 		s.url = "http://" + addr
-	case err := <-exited:
-		exited <- err // for the cleanup, which waits on it
-		t.Fatalf("victoria-logs exited before listening (%v); its output:\n%s", err, logBuf.String())
+	case err := <-s.exited:
+		s.exited <- err // for Stop, which waits on it
+		return fail(fmt.Errorf("victoria-logs exited before listening (%v)", err))
 	case <-deadline:
-		t.Fatalf("victoria-logs did not log its listen address within %s; its output:\n%s", startTimeout, logBuf.String())
+		return fail(fmt.Errorf("victoria-logs did not log its listen address within %s", startTimeout))
+	case <-ctx.Done():
+		return fail(ctx.Err())
 	}
 	for {
 		if err := s.healthy(); err == nil {
-			return s
+			return s, nil
 		}
 		select {
-		case err := <-exited:
-			exited <- err
-			t.Fatalf("victoria-logs exited while starting (%v); its output:\n%s", err, logBuf.String())
+		case err := <-s.exited:
+			s.exited <- err
+			return fail(fmt.Errorf("victoria-logs exited while starting (%v)", err))
 		case <-deadline:
-			t.Fatalf("victoria-logs at %s did not answer /health within %s; its output:\n%s", s.url, startTimeout, logBuf.String())
+			return fail(fmt.Errorf("victoria-logs at %s did not answer /health within %s", s.url, startTimeout))
+		case <-ctx.Done():
+			return fail(ctx.Err())
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }
 
-func findBinary() (string, error) {
-	if p := os.Getenv("VICTORIA_LOGS_BIN"); p != "" {
-		if _, err := os.Stat(p); err != nil {
-			return "", fmt.Errorf("$VICTORIA_LOGS_BIN=%q: %w; unset it or build the binary with: %s", p, err, InstallCommand)
+// Stop interrupts the server and waits for it and for its output, killing
+// it after 10 s.
+func (s *Server) Stop() {
+	_ = s.cmd.Process.Signal(os.Interrupt)
+	select {
+	case err := <-s.exited:
+		s.exited <- err // a second Stop returns at once
+	case <-time.After(10 * time.Second):
+		_ = s.cmd.Process.Kill()
+		s.exited <- <-s.exited
+	}
+	<-s.copied
+}
+
+// Find returns bin if it is set, else the victoria-logs binary from
+// $VICTORIA_LOGS_BIN, PATH or $(go env GOPATH)/bin, or an error that says
+// how to build it.
+func Find(bin string) (string, error) {
+	if bin == "" {
+		bin = os.Getenv("VICTORIA_LOGS_BIN")
+	}
+	if bin != "" {
+		if _, err := os.Stat(bin); err != nil {
+			return "", fmt.Errorf("the victoria-logs binary %q (given, or $VICTORIA_LOGS_BIN): %w; build it with: %s", bin, err, InstallCommand)
 		}
-		return p, nil
+		return bin, nil
 	}
 	if p, err := exec.LookPath(binaryName); err == nil {
 		return p, nil
@@ -188,7 +220,7 @@ func (s *Server) healthy() error {
 // URL is the server's base URL, http://127.0.0.1:PORT.
 func (s *Server) URL() string { return s.url }
 
-// Log returns everything the server printed so far. VictoriaLogs answers
+// Log returns everything a server from Start printed so far. VictoriaLogs answers
 // some ingestion problems with success and only a warning here (for example
 // "ignoring N rows in the block, because they contain more than 2000 unique
 // field names"), so tests that count rows should look at it too.
@@ -236,19 +268,36 @@ func (s *Server) query(logsql string) ([]map[string]string, error) {
 // (`logsql | stats count() n`) so that large results are not transferred.
 func (s *Server) Count(t testing.TB, logsql string) int {
 	t.Helper()
-	q := logsql + " | stats count() n"
-	rows, err := s.query(q)
+	n, err := s.count(logsql)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return n
+}
+
+// Stored returns how many rows the server holds, after making every row
+// ingested so far visible to queries.
+func (s *Server) Stored() (int, error) {
+	if _, err := s.do(http.MethodGet, "/internal/force_flush", nil); err != nil {
+		return 0, fmt.Errorf("flushing victoria-logs: %w", err)
+	}
+	return s.count("*")
+}
+
+func (s *Server) count(logsql string) (int, error) {
+	q := logsql + " | stats count() n"
+	rows, err := s.query(q)
+	if err != nil {
+		return 0, err
+	}
 	if len(rows) != 1 {
-		t.Fatalf("query %q answered %d rows, want 1: %v", q, len(rows), rows)
+		return 0, fmt.Errorf("query %q answered %d rows, want 1: %v", q, len(rows), rows)
 	}
 	n, err := strconv.Atoi(rows[0]["n"])
 	if err != nil {
-		t.Fatalf("query %q: count %q is not a number: %v", q, rows[0]["n"], err)
+		return 0, fmt.Errorf("query %q: count %q is not a number: %w", q, rows[0]["n"], err)
 	}
-	return n
+	return n, nil
 }
 
 func (s *Server) do(method, path string, form url.Values) ([]byte, error) {

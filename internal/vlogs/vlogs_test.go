@@ -53,8 +53,8 @@ func TestIngestAndQuery(t *testing.T) {
 // with the command that builds the binary.
 func TestMissingBinary(t *testing.T) {
 	t.Setenv("VICTORIA_LOGS_BIN", "/nonexistent/victoria-logs")
-	_, err := findBinary()
+	_, err := Find("")
 	if err == nil || !strings.Contains(err.Error(), InstallCommand) {
-		t.Fatalf("findBinary() error = %v, want one naming %q", err, InstallCommand)
+		t.Fatalf("Find(\"\") error = %v, want one naming %q", err, InstallCommand)
 	}
 }
