@@ -2,14 +2,12 @@ package loki
 
 import (
 	"bytes"
-	"fmt"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 	"unsafe"
 
-	"github.com/grafana/loki/pkg/push"
 	"github.com/klauspost/compress/s2"
 
 	"github.com/audit-shipper/audit-shipper/parse"
@@ -29,7 +27,7 @@ const maxKeptBuffer = 16 << 20
 // pairs for JSON.
 type labelSet struct {
 	text  string // {job="kubernetes-audit", node="n1", stage="ResponseComplete"}
-	pairs []push.LabelAdapter
+	pairs []label
 }
 
 // encoder turns a batch of records into a push request body. It reuses its
@@ -39,7 +37,7 @@ type encoder struct {
 	set    *settings
 	parser parse.Parser
 
-	streams []push.Stream
+	streams []stream
 	labels  []*labelSet          // labels[i] belongs to streams[i]
 	index   map[string]int       // label key -> index in streams, for this batch
 	cache   map[string]*labelSet // label key -> labels, across batches
@@ -50,9 +48,10 @@ type encoder struct {
 	// When append moves them, earlier views keep the old array alive, and
 	// nothing is written to it again until the next batch.
 	values []byte
-	meta   []push.LabelAdapter
+	meta   []label
 
 	proto   []byte
+	sizes   []int  // the entries' sizes in proto, for appendPushRequest
 	snappy  []byte // proto compressed
 	scratch []byte // a line being shrunk
 	// jsonSize is the size of the last JSON body, to size the next one.
@@ -68,8 +67,8 @@ func newEncoder(set *settings) *encoder {
 // shipper's lines alive.
 func (e *encoder) reset() {
 	for i := range e.streams {
-		clear(e.streams[i].Entries)
-		e.streams[i].Entries = e.streams[i].Entries[:0]
+		clear(e.streams[i].entries)
+		e.streams[i].entries = e.streams[i].entries[:0]
 	}
 	e.streams = e.streams[:0]
 	e.labels = e.labels[:0]
@@ -99,37 +98,11 @@ type encoded struct {
 func (e *encoder) encode(recs []sinks.Record) (out encoded) {
 	defer e.reset()
 	for i := range recs {
-		r := &recs[i]
-		ev := r.Event
-		si := e.stream(ev)
-		start := len(e.meta)
-		for _, f := range e.set.metaFields {
-			from := len(e.values)
-			e.values = f.value(e.values, ev)
-			if len(e.values) == from {
-				continue // absent: Loki has no use for an empty value
-			}
-			e.meta = append(e.meta, push.LabelAdapter{Name: f.name, Value: view(e.values[from:])})
+		if e.add(&recs[i]) {
+			out.truncated++
 		}
-		line := r.Line
-		if max := e.set.maxLineSize; max > 0 && len(line) > max {
-			var removed string
-			if line, removed = e.shrink(line, max); removed != "" {
-				e.meta = append(e.meta, push.LabelAdapter{Name: "truncated", Value: removed})
-				out.truncated++
-			}
-		}
-		var meta push.LabelsAdapter
-		if len(e.meta) > start {
-			meta = e.meta[start:len(e.meta):len(e.meta)]
-		}
-		e.streams[si].Entries = append(e.streams[si].Entries, push.Entry{
-			Timestamp:          e.timestamp(r),
-			Line:               view(line),
-			StructuredMetadata: meta,
-		})
-		out.entries++
 	}
+	out.entries = len(recs)
 	if out.entries == 0 {
 		return out
 	}
@@ -137,7 +110,7 @@ func (e *encoder) encode(recs []sinks.Record) (out encoded) {
 	// order, which is stageTimestamp order; requestReceivedTimestamp, or a
 	// clock step on the apiserver, can disagree.
 	for i := range e.streams {
-		en := e.streams[i].Entries
+		en := e.streams[i].entries
 		if !slices.IsSortedFunc(en, byTime) {
 			slices.SortStableFunc(en, byTime)
 		}
@@ -150,7 +123,37 @@ func (e *encoder) encode(recs []sinks.Record) (out encoded) {
 	return out
 }
 
-func byTime(a, b push.Entry) int { return a.Timestamp.Compare(b.Timestamp) }
+// add makes r an entry of its stream and reports whether its line was
+// shrunk to fit max_line_size.
+func (e *encoder) add(r *sinks.Record) (truncated bool) {
+	ev := r.Event
+	si := e.stream(ev)
+	start := len(e.meta)
+	for _, f := range e.set.metaFields {
+		from := len(e.values)
+		e.values = f.value(e.values, ev)
+		if len(e.values) == from {
+			continue // absent: Loki has no use for an empty value
+		}
+		e.meta = append(e.meta, label{name: f.name, value: view(e.values[from:])})
+	}
+	line := r.Line
+	if max := e.set.maxLineSize; max > 0 && len(line) > max {
+		var removed string
+		if line, removed = e.shrink(line, max); removed != "" {
+			e.meta = append(e.meta, label{name: "truncated", value: removed})
+			truncated = true
+		}
+	}
+	var meta []label
+	if len(e.meta) > start {
+		meta = e.meta[start:len(e.meta):len(e.meta)]
+	}
+	e.streams[si].entries = append(e.streams[si].entries, entry{ts: e.timestamp(r), line: view(line), meta: meta})
+	return truncated
+}
+
+func byTime(a, b entry) int { return a.ts.Compare(b.ts) }
 
 // timestamp is the entry's time: stageTimestamp, or requestReceivedTimestamp
 // when configured, each falling back to the other when absent.
@@ -189,9 +192,9 @@ func (e *encoder) stream(ev *parse.Event) int {
 	if i < cap(e.streams) {
 		e.streams = e.streams[:i+1]
 	} else {
-		e.streams = append(e.streams, push.Stream{})
+		e.streams = append(e.streams, stream{})
 	}
-	e.streams[i].Labels = ls.text
+	e.streams[i].labels = ls.text
 	e.labels = append(e.labels, ls)
 	return i
 }
@@ -200,28 +203,28 @@ func (e *encoder) stream(ev *parse.Event) int {
 // static labels and the label fields, sorted by name as Loki keeps them.
 // Label fields without a value are left out, as Loki would.
 func (e *encoder) labelSet() *labelSet {
-	pairs := make([]push.LabelAdapter, 0, len(e.set.staticLabels)+len(e.set.labelFields))
+	pairs := make([]label, 0, len(e.set.staticLabels)+len(e.set.labelFields))
 	for k, v := range e.set.staticLabels {
-		pairs = append(pairs, push.LabelAdapter{Name: k, Value: v})
+		pairs = append(pairs, label{name: k, value: v})
 	}
 	rest := e.key
 	for _, f := range e.set.labelFields {
 		end := slices.Index(rest, 0xff)
 		if end > 0 {
-			pairs = append(pairs, push.LabelAdapter{Name: f.name, Value: string(rest[:end])})
+			pairs = append(pairs, label{name: f.name, value: string(rest[:end])})
 		}
 		rest = rest[end+1:]
 	}
-	slices.SortFunc(pairs, func(a, b push.LabelAdapter) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(pairs, func(a, b label) int { return strings.Compare(a.name, b.name) })
 	var b strings.Builder
 	b.WriteByte('{')
 	for i, p := range pairs {
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		b.WriteString(p.Name)
+		b.WriteString(p.name)
 		b.WriteByte('=')
-		b.WriteString(strconv.Quote(p.Value))
+		b.WriteString(strconv.Quote(p.value))
 	}
 	b.WriteByte('}')
 	return &labelSet{text: b.String(), pairs: pairs}
@@ -230,13 +233,7 @@ func (e *encoder) labelSet() *labelSet {
 // protobuf marshals the streams as a PushRequest and compresses it with
 // snappy (block format), as Loki's push API expects.
 func (e *encoder) protobuf() []byte {
-	req := push.PushRequest{Streams: e.streams}
-	n := req.Size()
-	e.proto = slices.Grow(e.proto[:0], n)[:n]
-	if _, err := req.MarshalToSizedBuffer(e.proto); err != nil {
-		// Only a buffer of the wrong size fails, and it was sized by Size.
-		panic(fmt.Sprintf("loki: marshalling a push request into %d bytes: %v", n, err))
-	}
+	e.proto, e.sizes = appendPushRequest(e.proto[:0], e.streams, e.sizes)
 	// s2 writes snappy's block format (snappy.Decode reads it back byte
 	// for byte) 1.5x faster than golang/snappy, and a little smaller.
 	e.snappy = s2.EncodeSnappy(e.snappy[:cap(e.snappy)], e.proto)
@@ -259,17 +256,17 @@ func (e *encoder) appendJSON() []byte {
 		b = append(b, `{"stream":`...)
 		b = appendJSONObject(b, e.labels[i].pairs)
 		b = append(b, `,"values":[`...)
-		for j, en := range e.streams[i].Entries {
+		for j, en := range e.streams[i].entries {
 			if j > 0 {
 				b = append(b, ',')
 			}
 			b = append(b, `["`...)
-			b = strconv.AppendInt(b, en.Timestamp.UnixNano(), 10)
+			b = strconv.AppendInt(b, en.ts.UnixNano(), 10)
 			b = append(b, `",`...)
-			b = appendJSONString(b, en.Line)
-			if len(en.StructuredMetadata) > 0 {
+			b = appendJSONString(b, en.line)
+			if len(en.meta) > 0 {
 				b = append(b, ',')
-				b = appendJSONObject(b, en.StructuredMetadata)
+				b = appendJSONObject(b, en.meta)
 			}
 			b = append(b, ']')
 		}
@@ -280,15 +277,15 @@ func (e *encoder) appendJSON() []byte {
 	return b
 }
 
-func appendJSONObject(b []byte, pairs []push.LabelAdapter) []byte {
+func appendJSONObject(b []byte, pairs []label) []byte {
 	b = append(b, '{')
 	for i, p := range pairs {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendJSONString(b, p.Name)
+		b = appendJSONString(b, p.name)
 		b = append(b, ':')
-		b = appendJSONString(b, p.Value)
+		b = appendJSONString(b, p.value)
 	}
 	return append(b, '}')
 }
