@@ -83,6 +83,8 @@ type Rules struct {
 }
 
 // Batch bounds one request to a sink: it is sent when any bound is reached.
+// MaxBytes is a ceiling on its lines: a line that would pass it starts the
+// next batch (only a line longer than MaxBytes makes a longer batch, alone).
 type Batch struct {
 	MaxEvents int      `yaml:"max_events"`
 	MaxBytes  Size     `yaml:"max_bytes"`
