@@ -93,8 +93,8 @@ func TestBadInput(t *testing.T) {
 	begin := time.Now()
 	appendRound()
 	out := newOutput(s.outPath())
-	s.start()
-	s.waitUp()
+	s.Start()
+	s.WaitUp()
 	appendRound()
 
 	var validIDs []string
@@ -117,20 +117,20 @@ func TestBadInput(t *testing.T) {
 	}
 	out.waitDelivered(t, s, validIDs, time.Minute)
 	s.waitMetric("audit_shipper_dead_letters_total", 10*time.Second, func(v float64) bool { return v == float64(badCount) }, fmt.Sprint(badCount))
-	m := s.mustScrape()
+	m := s.MustScrape()
 	for reason, want := range wantReasons {
-		if got := m.sinkValue(t, "audit_shipper_dead_letters_total", "reason", reason); got != float64(want) {
+		if got := sinkValue(t, m, "audit_shipper_dead_letters_total", "reason", reason); got != float64(want) {
 			t.Errorf("audit_shipper_dead_letters_total{reason=%q} = %v, want %d", reason, got, want)
 		}
 	}
-	if got := m.sinkValue(t, "audit_shipper_lines_read_total"); got != float64(len(all)) {
+	if got := sinkValue(t, m, "audit_shipper_lines_read_total"); got != float64(len(all)) {
 		t.Errorf("audit_shipper_lines_read_total = %v, want %d", got, len(all))
 	}
-	if got := m.sinkValue(t, "audit_shipper_bytes_read_total"); got != float64(offset) {
+	if got := sinkValue(t, m, "audit_shipper_bytes_read_total"); got != float64(offset) {
 		t.Errorf("audit_shipper_bytes_read_total = %v, want %d", got, offset)
 	}
 	elapsed := time.Since(begin)
-	s.stop()
+	s.Stop()
 	out.poll(t)
 	tl := out.tally(validIDs)
 	dls := readDeadLetters(t, s.deadLetter())

@@ -29,9 +29,9 @@ func TestCrash(t *testing.T) {
 	sizes := watchSize(t, s.outPath())
 
 	begin := time.Now()
-	s.start()
+	s.Start()
 	writeErr := make(chan error, 1)
-	go func() { writeErr <- alog.writeN(n) }()
+	go func() { writeErr <- alog.WriteN(n) }()
 
 	// A kill replays at most what was delivered since the last save of
 	// positions before it: the positions file's modification time says
@@ -44,7 +44,7 @@ func TestCrash(t *testing.T) {
 		// Random moments: from right after the start (positions not even
 		// loaded) to past a few saves of positions.
 		time.Sleep(time.Duration(rng.Int64N(int64(2500 * time.Millisecond))))
-		s.kill()
+		s.Kill()
 		var saved time.Time // the zero time: before anything was delivered
 		lastSave := "before any save of positions"
 		if fi, err := os.Stat(s.positions()); err == nil {
@@ -52,26 +52,26 @@ func TestCrash(t *testing.T) {
 			lastSave = fmt.Sprintf("%s after the last save of positions", time.Since(fi.ModTime()).Round(time.Millisecond))
 		}
 		replayBound += sizes.now() - sizes.before(saved)
-		t.Logf("kill %d after %s, %s", k+1, time.Since(s.started).Round(time.Millisecond), lastSave)
+		t.Logf("kill %d after %s, %s", k+1, time.Since(s.Started()).Round(time.Millisecond), lastSave)
 		out.poll(t)
-		s.start()
+		s.Start()
 	}
 	if err := <-writeErr; err != nil {
 		t.Fatal(err)
 	}
-	alog.close(t)
-	s.waitUp()
-	out.waitDelivered(t, s, alog.ids, 3*time.Minute)
+	alog.Close(t)
+	s.WaitUp()
+	out.waitDelivered(t, s, alog.IDs(), 3*time.Minute)
 	elapsed := time.Since(begin)
-	s.stop()
+	s.Stop()
 	sizes.stop()
 	out.poll(t)
-	tl := out.tally(alog.ids)
+	tl := out.tally(alog.IDs())
 	dls := readDeadLetters(t, s.deadLetter())
 
 	summary(t, s, tl, len(dls), elapsed, fmt.Sprintf("kills=%d seed=%d duplicate_bytes=%d replay_bound_bytes=%d rotations=%d first_misorder=%d",
-		kills, runSeed, out.dupBytes, replayBound, alog.rotations, tl.firstMisorder))
-	s.noLossReported()
+		kills, runSeed, out.dupBytes, replayBound, alog.Rotations(), tl.firstMisorder))
+	s.NoLossReported()
 	if tl.lost != 0 || tl.unexpected != 0 {
 		t.Errorf("lost %d events (first %v), unexpected %d", tl.lost, tl.missing, tl.unexpected)
 	}

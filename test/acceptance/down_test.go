@@ -19,34 +19,34 @@ func TestDownAcrossRotations(t *testing.T) {
 	alog := newAuditLog(s.logDir(), 1000, false, 4)
 	out := newOutput(s.outPath())
 	begin := time.Now()
-	s.start()
-	s.waitUp()
+	s.Start()
+	s.WaitUp()
 
 	// A burst right before SIGTERM leaves the shipper behind, so the stop
 	// has batches in flight and a position in the middle of a generation.
-	if err := alog.writeBytes(2*megabyte + megabyte/2); err != nil {
+	if err := alog.WriteBytes(2*megabyte + megabyte/2); err != nil {
 		t.Fatal(err)
 	}
-	s.stop()
+	s.Stop()
 	out.poll(t)
-	atStop := out.tally(alog.ids)
+	atStop := out.tally(alog.IDs())
 	t.Logf("at the stop: %d of %d events delivered", atStop.delivered, atStop.written)
 
-	if err := alog.writeRotations(rotationsWhileDown); err != nil {
+	if err := alog.WriteRotations(rotationsWhileDown); err != nil {
 		t.Fatal(err)
 	}
-	alog.close(t)
-	s.start()
-	out.waitDelivered(t, s, alog.ids, 2*time.Minute)
+	alog.Close(t)
+	s.Start()
+	out.waitDelivered(t, s, alog.IDs(), 2*time.Minute)
 	elapsed := time.Since(begin)
-	s.stop()
+	s.Stop()
 	out.poll(t)
-	tl := out.tally(alog.ids)
+	tl := out.tally(alog.IDs())
 	dls := readDeadLetters(t, s.deadLetter())
 
 	summary(t, s, tl, len(dls), elapsed, fmt.Sprintf("rotations=%d rotations_while_down=%d delivered_before_stop=%d first_misorder=%d",
-		alog.rotations, rotationsWhileDown, atStop.delivered, tl.firstMisorder))
-	s.noLossReported()
+		alog.Rotations(), rotationsWhileDown, atStop.delivered, tl.firstMisorder))
+	s.NoLossReported()
 	if tl.lost != 0 || tl.unexpected != 0 || tl.torn != 0 {
 		t.Errorf("lost %d (first %v), unexpected %d, torn %d %v", tl.lost, tl.missing, tl.unexpected, tl.torn, out.tornSample)
 	}

@@ -156,7 +156,7 @@ func (o *output) waitDelivered(t *testing.T, s *shipper, want []string, timeout 
 	deadline := time.Now().Add(timeout)
 	lines, progress := o.lines, time.Now()
 	for {
-		s.alive()
+		s.Alive()
 		o.poll(t)
 		tl := o.tally(want)
 		if tl.lost == 0 {
@@ -184,7 +184,7 @@ func (o *output) waitDelivered(t *testing.T, s *shipper, want []string, timeout 
 // to stdout.
 func summary(t *testing.T, s *shipper, tl tally, deadLettered int, elapsed time.Duration, extra string) {
 	t.Helper()
-	errs, warns := s.levelMsgs("ERROR"), s.levelMsgs("WARN")
+	errs, warns := s.LevelMsgs("ERROR"), s.LevelMsgs("WARN")
 	for _, m := range []map[string]int{errs, warns} {
 		for msg, n := range m {
 			t.Logf("the shipper logged %d times: %s", n, msg)

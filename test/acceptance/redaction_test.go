@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/audit-shipper/audit-shipper/internal/shipperproc"
 	"github.com/audit-shipper/audit-shipper/parse"
 )
 
@@ -78,16 +79,16 @@ func TestRedactionByDefault(t *testing.T) {
 	s := newShipper(t, defaults)
 	alog := newAuditLog(s.logDir(), 1000, true, 21)
 	out := newOutput(s.outPath())
-	s.start()
-	s.waitUp()
+	s.Start()
+	s.WaitUp()
 	n := scaled(20000)
-	if err := alog.writeN(n); err != nil {
+	if err := alog.WriteN(n); err != nil {
 		t.Fatal(err)
 	}
-	alog.close(t)
+	alog.Close(t)
 	begin := time.Now()
-	out.waitDelivered(t, s, alog.ids, 2*time.Minute)
-	s.stop()
+	out.waitDelivered(t, s, alog.IDs(), 2*time.Minute)
+	s.Stop()
 	out.poll(t)
 
 	// What was written: every generation, read back.
@@ -99,7 +100,7 @@ func TestRedactionByDefault(t *testing.T) {
 			if len(creds) == 0 {
 				continue
 			}
-			id, _ := auditID(line)
+			id, _ := shipperproc.AuditID(line)
 			sensitive[id] = true
 			for _, c := range creds {
 				secret[c] = true
@@ -144,7 +145,7 @@ func TestRedactionByDefault(t *testing.T) {
 			}
 		}
 	}
-	tl := out.tally(alog.ids)
+	tl := out.tally(alog.IDs())
 	summary(t, s, tl, 0, time.Since(begin), "")
 	t.Logf("credential values written %d in %d events; leaked %d; redacted events marked %d, unmarked %d",
 		len(secret), len(sensitive), leaked, marked, unmarked)

@@ -6,9 +6,9 @@ import (
 	"strings"
 	"testing"
 	"time"
-)
 
-const lostMsg = "audit log generation deleted before it was shipped"
+	"github.com/audit-shipper/audit-shipper/internal/shipperproc"
+)
 
 // TestRetentionRace: with MaxBackups 2 the shipper is stopped while it is
 // behind, many rotations happen while it is down and lumberjack deletes
@@ -38,10 +38,10 @@ func TestRetentionRace(t *testing.T) {
 	}
 	s, out := r.s, r.out
 
-	if err := r.alog.writeRotations(8); err != nil {
+	if err := r.alog.WriteRotations(8); err != nil {
 		t.Fatal(err)
 	}
-	r.alog.close(t)
+	r.alog.Close(t)
 	onDisk := make(map[string]bool)
 	var onDiskIDs []string
 	for _, g := range readGenerations(t, s.logDir()) {
@@ -69,23 +69,23 @@ func TestRetentionRace(t *testing.T) {
 		t.Fatalf("harness: 8 rotations left a generation the shipper had not finished on disk (%s)", describe(r.atStop, out))
 	}
 
-	s.start()
-	s.waitUp()
+	s.Start()
+	s.WaitUp()
 	out.waitDelivered(t, s, onDiskIDs, 2*time.Minute)
 	lost := s.waitMetric("audit_shipper_lost_bytes_total", 10*time.Second, func(v float64) bool { return v == float64(wantTotal) }, fmt.Sprint(wantTotal))
 	elapsed := time.Since(r.begin)
-	s.stop()
+	s.Stop()
 	out.poll(t)
 	tl := out.tally(onDiskIDs)
-	all := out.tally(r.alog.ids)
+	all := out.tally(r.alog.IDs())
 	dls := readDeadLetters(t, s.deadLetter())
 
 	gotLost := make(map[string]int64)
-	for _, rec := range s.logRecords(lostMsg) {
+	for _, rec := range s.LogRecords(shipperproc.LostMsg) {
 		file, _ := rec["file"].(string)
 		n, ok := rec["lost_bytes"].(float64)
 		if file == "" || !ok {
-			t.Errorf("log record %q lacks the attribute file or lost_bytes: %v", lostMsg, rec)
+			t.Errorf("log record %q lacks the attribute file or lost_bytes: %v", shipperproc.LostMsg, rec)
 			continue
 		}
 		gotLost[filepath.Base(file)] += int64(n)
@@ -95,7 +95,7 @@ func TestRetentionRace(t *testing.T) {
 	}
 
 	summary(t, s, tl, len(dls), elapsed, fmt.Sprintf("lost_bytes=%v lost_bytes_want=%d written_total=%d delivered_total=%d rotations=%d",
-		lost, wantTotal, all.written, all.delivered, r.alog.rotations))
+		lost, wantTotal, all.written, all.delivered, r.alog.Rotations()))
 	if tl.lost != 0 || all.unexpected != 0 || tl.torn != 0 {
 		t.Errorf("of the events still on disk, lost %d (first %v); never written %d, torn %d %v", tl.lost, tl.missing, all.unexpected, tl.torn, out.tornSample)
 	}
@@ -107,7 +107,7 @@ func TestRetentionRace(t *testing.T) {
 // retention is the state of TestRetentionRace when the shipper stopped.
 type retention struct {
 	s      *shipper
-	alog   *auditLog
+	alog   *shipperproc.AuditLog
 	out    *output
 	begin  time.Time
 	atStop []generation
@@ -128,19 +128,19 @@ func stopBehind(t *testing.T) *retention {
 	r := &retention{s: newShipper(t, set), begin: time.Now()}
 	r.alog = newAuditLog(r.s.logDir(), 2, false, 2)
 	r.out = newOutput(r.s.outPath())
-	if err := r.alog.writeBytes(2*megabyte + megabyte/2); err != nil {
+	if err := r.alog.WriteBytes(2*megabyte + megabyte/2); err != nil {
 		t.Fatal(err)
 	}
-	r.s.start()
+	r.s.Start()
 	deadline := time.Now().Add(30 * time.Second)
 	for r.out.poll(t); r.out.lines == 0; r.out.poll(t) {
-		r.s.alive()
+		r.s.Alive()
 		if time.Now().After(deadline) {
-			t.Fatalf("nothing delivered within 30s of the start; the shipper's log:\n%s", r.s.logTail(20))
+			t.Fatalf("nothing delivered within 30s of the start; the shipper's log:\n%s", r.s.LogTail(20))
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	r.s.stop()
+	r.s.Stop()
 	r.out.poll(t)
 	r.atStop = readGenerations(t, r.s.logDir())
 	for _, g := range r.atStop {

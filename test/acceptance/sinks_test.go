@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/audit-shipper/audit-shipper/internal/shipperproc"
 	"github.com/audit-shipper/audit-shipper/internal/vlogs"
 	"github.com/audit-shipper/audit-shipper/parse"
 )
@@ -100,7 +101,7 @@ func newSinksShipper(t *testing.T, sinkEntries ...string) *shipper {
 // the line written (redaction has tests of its own).
 func (s *shipper) setSinks(sinkEntries ...string) {
 	s.t.Helper()
-	cfg := fmt.Sprintf(`source:
+	s.WriteConfig(fmt.Appendf(nil, `source:
   path: %[1]s/logs/audit.log
   positions_file: %[1]s/state/positions.json
   start_at: beginning
@@ -114,24 +115,21 @@ sinks:
   listen: %[3]s
 log: {level: info, format: json}
 shutdown: {timeout: 20s}
-`, s.dir, strings.Join(sinkEntries, ""), s.listen)
-	if err := os.WriteFile(s.config, []byte(cfg), 0o644); err != nil {
-		s.t.Fatal(err)
-	}
+`, s.Dir(), strings.Join(sinkEntries, ""), s.Listen()))
 }
 
 // shipCorpus writes n events through lumberjack (1 MB files, every backup
 // kept) while s runs, and waits until every sink in names has
 // acknowledged all of them. It returns the log and the time from the
 // first write to the last acknowledgement.
-func shipCorpus(t *testing.T, s *shipper, n int, seed int64, names ...string) (*auditLog, time.Duration) {
+func shipCorpus(t *testing.T, s *shipper, n int, seed int64, names ...string) (*shipperproc.AuditLog, time.Duration) {
 	t.Helper()
 	alog := newAuditLog(s.logDir(), 100_000, false, seed)
-	s.start()
-	s.waitUp()
+	s.Start()
+	s.WaitUp()
 	begin := time.Now()
 	writeErr := make(chan error, 1)
-	go func() { writeErr <- alog.writeN(n) }()
+	go func() { writeErr <- alog.WriteN(n) }()
 	for writing := true; writing; {
 		select {
 		case err := <-writeErr:
@@ -140,12 +138,12 @@ func shipCorpus(t *testing.T, s *shipper, n int, seed int64, names ...string) (*
 			}
 			writing = false
 		case <-time.After(500 * time.Millisecond):
-			s.alive()
+			s.Alive()
 		}
 	}
 	wrote := time.Since(begin)
-	alog.close(t)
-	t.Logf("wrote %d events, %d MB, %d rotations in %s", n, alog.bytes/megabyte, alog.rotations, wrote.Round(time.Millisecond))
+	alog.Close(t)
+	t.Logf("wrote %d events, %d MB, %d rotations in %s", n, alog.Bytes()/megabyte, alog.Rotations(), wrote.Round(time.Millisecond))
 	for _, name := range names {
 		waitShipped(t, s, name, n, 3*time.Minute)
 	}
@@ -161,11 +159,11 @@ func waitShipped(t *testing.T, s *shipper, sink string, n int, timeout time.Dura
 	deadline := time.Now().Add(timeout)
 	last, progress := -1.0, time.Now()
 	for {
-		s.alive()
-		m, err := s.scrape()
+		s.Alive()
+		m, err := s.Scrape()
 		if err == nil {
-			shipped, _ := m.value("audit_shipper_events_shipped_total", "sink", sink)
-			lag, ok := m.value("audit_shipper_position_lag_bytes", "sink", sink)
+			shipped, _ := m.Value("audit_shipper_events_shipped_total", "sink", sink)
+			lag, ok := m.Value("audit_shipper_position_lag_bytes", "sink", sink)
 			if shipped >= float64(n) && ok && lag == 0 {
 				return
 			}
@@ -175,9 +173,9 @@ func waitShipped(t *testing.T, s *shipper, sink string, n int, timeout time.Dura
 		}
 		stalled := time.Since(progress) > stallTimeout
 		if stalled || time.Now().After(deadline) {
-			retries, _ := m.value("audit_shipper_send_retries_total", "sink", sink)
+			retries, _ := m.Value("audit_shipper_send_retries_total", "sink", sink)
 			t.Fatalf("sink %s acknowledged %v of %d events (stalled: %v, deadline %s; last scrape error %v; %v retries); the shipper's log:\n%s",
-				sink, last, n, stalled, timeout, err, retries, s.logTail(20))
+				sink, last, n, stalled, timeout, err, retries, s.LogTail(20))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -214,9 +212,9 @@ type corpusIndex struct {
 // indexCorpus reads every generation of the audit log alog wrote, one
 // line at a time (the corpus is hundreds of MB), checks that they hold
 // the auditIDs alog wrote in its order, and indexes the events.
-func indexCorpus(t *testing.T, alog *auditLog) *corpusIndex {
+func indexCorpus(t *testing.T, alog *shipperproc.AuditLog) *corpusIndex {
 	t.Helper()
-	dir := filepath.Dir(alog.lj.Filename)
+	dir := filepath.Dir(alog.Path())
 	names, err := filepath.Glob(filepath.Join(dir, "audit*.log"))
 	if err != nil {
 		t.Fatal(err)
@@ -238,11 +236,11 @@ func indexCorpus(t *testing.T, alog *auditLog) *corpusIndex {
 				t.Fatalf("%s: a line of the corpus does not parse: %v", name, err)
 			}
 			i := len(idx.order)
-			if i >= len(alog.ids) || ev.AuditID != alog.ids[i] {
-				t.Fatalf("%s: line %d of the corpus has auditID %s, but the writer wrote %d lines, that one with another auditID", name, i+1, ev.AuditID, len(alog.ids))
+			if i >= len(alog.IDs()) || ev.AuditID != alog.IDs()[i] {
+				t.Fatalf("%s: line %d of the corpus has auditID %s, but the writer wrote %d lines, that one with another auditID", name, i+1, ev.AuditID, len(alog.IDs()))
 			}
 			// The event's strings are views into the scanner's buffer.
-			k := stageKey{alog.ids[i], strings.Clone(ev.Stage)}
+			k := stageKey{alog.IDs()[i], strings.Clone(ev.Stage)}
 			if _, dup := idx.events[k]; dup {
 				t.Fatalf("%s: the corpus holds %s twice", name, k)
 			}
@@ -267,8 +265,8 @@ func indexCorpus(t *testing.T, alog *auditLog) *corpusIndex {
 			t.Fatalf("reading %s: %v", name, err)
 		}
 	}
-	if len(idx.order) != len(alog.ids) {
-		t.Fatalf("the corpus on disk holds %d lines, the writer wrote %d", len(idx.order), len(alog.ids))
+	if len(idx.order) != len(alog.IDs()) {
+		t.Fatalf("the corpus on disk holds %d lines, the writer wrote %d", len(idx.order), len(alog.IDs()))
 	}
 	return idx
 }
@@ -547,8 +545,8 @@ func checkESSample(t *testing.T, vl *vlogs.Server, idx *corpusIndex) {
 }
 
 // mbPerSecond is the corpus' rate through the shipper, in MiB/s.
-func mbPerSecond(alog *auditLog, elapsed time.Duration) string {
-	return fmt.Sprintf("mb=%d mb_per_s=%.1f", alog.bytes/megabyte, float64(alog.bytes)/megabyte/elapsed.Seconds())
+func mbPerSecond(alog *shipperproc.AuditLog, elapsed time.Duration) string {
+	return fmt.Sprintf("mb=%d mb_per_s=%.1f", alog.Bytes()/megabyte, float64(alog.Bytes())/megabyte/elapsed.Seconds())
 }
 
 // TestLokiSinkEndToEnd ships a lumberjack-rotated corpus of 100,000 events
@@ -562,17 +560,17 @@ func TestLokiSinkEndToEnd(t *testing.T) {
 	s := newSinksShipper(t, lokiSinkYAML(vl))
 	n := scaled(100_000)
 	alog, elapsed := shipCorpus(t, s, n, 41, lokiSink)
-	m := s.mustScrape()
-	s.stop()
+	m := s.MustScrape()
+	s.Stop()
 	vl.Flush(t)
 
 	idx := indexCorpus(t, alog)
 	st := queryStored(t, vl, idx)
 	dls := readDeadLetters(t, s.deadLetter())
-	truncated, _ := m.value("audit_shipper_loki_truncated_entries_total", "sink", lokiSink)
-	retries, _ := m.value("audit_shipper_send_retries_total", "sink", lokiSink)
+	truncated, _ := m.Value("audit_shipper_loki_truncated_entries_total", "sink", lokiSink)
+	retries, _ := m.Value("audit_shipper_send_retries_total", "sink", lokiSink)
 	summary(t, s, st.tally, len(dls), elapsed, fmt.Sprintf("%s rotations=%d rows=%d truncated=%v retries=%v",
-		mbPerSecond(alog, elapsed), alog.rotations, st.total, truncated, retries))
+		mbPerSecond(alog, elapsed), alog.Rotations(), st.total, truncated, retries))
 
 	st.check(t, "VictoriaLogs")
 	checkStageLevels(t, vl, idx)
@@ -582,7 +580,7 @@ func TestLokiSinkEndToEnd(t *testing.T) {
 		t.Errorf("audit_shipper_loki_truncated_entries_total = %v, want %d (the lines over %d bytes)", truncated, idx.long, lokiMaxLine)
 	}
 	checkServerLog(t, "VictoriaLogs", vl)
-	s.noLossReported()
+	s.NoLossReported()
 	if len(dls) != 0 {
 		t.Errorf("%d dead letters for valid events, the first: %+v", len(dls), dls[0])
 	}
@@ -601,24 +599,24 @@ func TestElasticsearchSinkEndToEnd(t *testing.T) {
 	s := newSinksShipper(t, esSinkYAML(vl))
 	n := scaled(100_000)
 	alog, elapsed := shipCorpus(t, s, n, 42, esSink)
-	m := s.mustScrape()
-	s.stop()
+	m := s.MustScrape()
+	s.Stop()
 	vl.Flush(t)
 
 	idx := indexCorpus(t, alog)
 	st := queryStored(t, vl, idx)
 	dls := readDeadLetters(t, s.deadLetter())
-	sent, _ := m.value("audit_shipper_elasticsearch_sent_bytes_total", "sink", esSink)
-	retries, _ := m.value("audit_shipper_send_retries_total", "sink", esSink)
+	sent, _ := m.Value("audit_shipper_elasticsearch_sent_bytes_total", "sink", esSink)
+	retries, _ := m.Value("audit_shipper_send_retries_total", "sink", esSink)
 	summary(t, s, st.tally, len(dls), elapsed, fmt.Sprintf("%s rotations=%d rows=%d gzipped_mb=%.0f retries=%v",
-		mbPerSecond(alog, elapsed), alog.rotations, st.total, sent/megabyte, retries))
+		mbPerSecond(alog, elapsed), alog.Rotations(), st.total, sent/megabyte, retries))
 
 	st.check(t, "VictoriaLogs")
 	checkStageLevels(t, vl, idx)
 	checkGroups(t, vl, map[string]string{"cluster": "acceptance", "node": "cp-0"}, n)
 	checkESSample(t, vl, idx)
 	checkServerLog(t, "VictoriaLogs", vl)
-	s.noLossReported()
+	s.NoLossReported()
 	if len(dls) != 0 {
 		t.Errorf("%d dead letters for valid events, the first: %+v", len(dls), dls[0])
 	}
@@ -635,13 +633,13 @@ func TestAllSinksAtOnce(t *testing.T) {
 	s.setSinks(fileSinkYAML(s), lokiSinkYAML(lokiVL), esSinkYAML(esVL))
 	n := scaled(100_000)
 	alog, elapsed := shipCorpus(t, s, n, 43, sinkName, lokiSink, esSink)
-	s.stop()
+	s.Stop()
 	lokiVL.Flush(t)
 	esVL.Flush(t)
 
 	out := newOutput(s.outPath())
 	out.poll(t)
-	fileTally := out.tally(alog.ids)
+	fileTally := out.tally(alog.IDs())
 	idx := indexCorpus(t, alog)
 	lokiStored := queryStored(t, lokiVL, idx)
 	esStored := queryStored(t, esVL, idx)
@@ -658,7 +656,7 @@ func TestAllSinksAtOnce(t *testing.T) {
 			worst = tl
 		}
 	}
-	summary(t, s, worst, len(dls), elapsed, fmt.Sprintf("%s rotations=%d sinks=3 (figures of the worst sink)", mbPerSecond(alog, elapsed), alog.rotations))
+	summary(t, s, worst, len(dls), elapsed, fmt.Sprintf("%s rotations=%d sinks=3 (figures of the worst sink)", mbPerSecond(alog, elapsed), alog.Rotations()))
 
 	if fileTally.lost != 0 || fileTally.duplicates != 0 || fileTally.torn != 0 || fileTally.unexpected != 0 {
 		t.Errorf("file sink: lost %d (first %v), duplicates %d, torn %d, unexpected %d",
@@ -671,7 +669,7 @@ func TestAllSinksAtOnce(t *testing.T) {
 	esStored.check(t, "the elasticsearch sink's VictoriaLogs")
 	checkServerLog(t, "the loki sink's VictoriaLogs", lokiVL)
 	checkServerLog(t, "the elasticsearch sink's VictoriaLogs", esVL)
-	s.noLossReported()
+	s.NoLossReported()
 	if len(dls) != 0 {
 		t.Errorf("%d dead letters for valid events, the first: %+v", len(dls), dls[0])
 	}
@@ -747,19 +745,17 @@ func TestLokiExampleConfig(t *testing.T) {
 		"http://localhost:3100/loki/api/v1/push", vl.URL()+"/insert/loki/api/v1/push?disable_message_parsing=1",
 		"/var/log/kubernetes/audit/", s.logDir()+"/",
 		"/var/lib/audit-shipper/", filepath.Dir(s.positions())+"/",
-		"127.0.0.1:9464", s.listen)
-	if err := os.WriteFile(s.config, cfg, 0o644); err != nil {
-		t.Fatal(err)
-	}
+		"127.0.0.1:9464", s.Listen())
+	s.WriteConfig(cfg)
 	n := scaled(20_000)
 	alog, elapsed := shipCorpus(t, s, n, 44, lokiSink)
-	s.stop()
+	s.Stop()
 	vl.Flush(t)
 
 	idx := indexCorpus(t, alog)
 	st := queryStored(t, vl, idx)
 	dls := readDeadLetters(t, s.deadLetter())
-	summary(t, s, st.tally, len(dls), elapsed, fmt.Sprintf("%s rotations=%d rows=%d", mbPerSecond(alog, elapsed), alog.rotations, st.total))
+	summary(t, s, st.tally, len(dls), elapsed, fmt.Sprintf("%s rotations=%d rows=%d", mbPerSecond(alog, elapsed), alog.Rotations(), st.total))
 	st.check(t, "VictoriaLogs")
 	checkStageLevels(t, vl, idx)
 	host, err := os.Hostname()
@@ -849,7 +845,7 @@ func TestElasticsearchExampleConfig(t *testing.T) {
 	t.Cleanup(srv.Close)
 
 	s := newShipper(t, defaults)
-	etc := filepath.Join(s.dir, "etc")
+	etc := filepath.Join(s.Dir(), "etc")
 	if err := os.Mkdir(etc, 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -859,19 +855,17 @@ func TestElasticsearchExampleConfig(t *testing.T) {
 		"/etc/audit-shipper/", etc+"/",
 		"/var/log/kubernetes/audit/", s.logDir()+"/",
 		"/var/lib/audit-shipper/", filepath.Dir(s.positions())+"/",
-		"127.0.0.1:9464", s.listen)
-	if err := os.WriteFile(s.config, cfg, 0o644); err != nil {
-		t.Fatal(err)
-	}
+		"127.0.0.1:9464", s.Listen())
+	s.WriteConfig(cfg)
 	n := scaled(20_000)
 	alog, elapsed := shipCorpus(t, s, n, 45, "elasticsearch")
-	s.stop()
+	s.Stop()
 	vl.Flush(t)
 
 	idx := indexCorpus(t, alog)
 	st := queryStored(t, vl, idx)
 	dls := readDeadLetters(t, s.deadLetter())
-	summary(t, s, st.tally, len(dls), elapsed, fmt.Sprintf("%s rotations=%d rows=%d", mbPerSecond(alog, elapsed), alog.rotations, st.total))
+	summary(t, s, st.tally, len(dls), elapsed, fmt.Sprintf("%s rotations=%d rows=%d", mbPerSecond(alog, elapsed), alog.Rotations(), st.total))
 	st.check(t, "VictoriaLogs")
 	host, err := os.Hostname()
 	if err != nil {

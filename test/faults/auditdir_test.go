@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/audit-shipper/audit-shipper/internal/shipperproc"
 	"github.com/audit-shipper/audit-shipper/internal/vlogs"
 )
 
@@ -34,9 +35,9 @@ func TestAuditDirectory(t *testing.T) {
 // on disk, stops the shipper, and counts its output against written.
 func fileOutcome(t *testing.T, s *shipper, written []string) tally {
 	t.Helper()
-	s.waitUp()
+	s.WaitUp()
 	s.waitCaughtUp(time.Minute)
-	s.stop()
+	s.Stop()
 	s.logSummary()
 	held, torn := fileHeld(t, s.out("out"))
 	return count(held, written, torn)
@@ -49,9 +50,9 @@ func testDeletedByHand(t *testing.T) {
 	begin := time.Now()
 	s := newShipper(t, options{}, fileSink("out"))
 	alog := newAuditLog(s.opts.logPath, 6)
-	s.start()
-	s.waitUp()
-	if err := alog.writeN(200); err != nil {
+	s.Start()
+	s.WaitUp()
+	if err := alog.WriteN(200); err != nil {
 		t.Fatal(err)
 	}
 	s.waitCaughtUp(time.Minute)
@@ -60,17 +61,17 @@ func testDeletedByHand(t *testing.T) {
 	}
 	// Into the deleted file, then on through lumberjack's next rotation
 	// (which finds no audit.log to rename) into a new audit.log.
-	if err := alog.writeRotations(1); err != nil {
+	if err := alog.WriteRotations(1); err != nil {
 		t.Fatal(err)
 	}
-	if err := alog.writeN(200); err != nil {
+	if err := alog.WriteN(200); err != nil {
 		t.Fatal(err)
 	}
-	alog.close(t)
-	tally := fileOutcome(t, s, alog.ids)
+	alog.Close(t)
+	tally := fileOutcome(t, s, alog.IDs())
 	report(t, figuresOf(s, "audit.log deleted by hand", "file", tally, -1, time.Since(begin), ""))
 	tally.check(t, "file", -1)
-	noLoss(t, s)
+	s.NoLossReported()
 }
 
 // testReplaced: audit.log is replaced by another file (kube-apiserver
@@ -80,35 +81,33 @@ func testReplaced(t *testing.T) {
 	begin := time.Now()
 	s := newShipper(t, options{}, fileSink("out"))
 	alog := newAuditLog(s.opts.logPath, 7)
-	s.start()
-	s.waitUp()
-	if err := alog.writeN(300); err != nil {
+	s.Start()
+	s.WaitUp()
+	if err := alog.WriteN(300); err != nil {
 		t.Fatal(err)
 	}
-	alog.close(t)
+	alog.Close(t)
 	// The replacement holds events the writer writes next, in a file of
 	// its own that is then renamed over audit.log.
 	next := filepath.Join(s.logDir(), "incoming.tmp")
-	repl := newAuditLog(next, 7)
-	repl.src, repl.ids = alog.src, alog.ids
-	if err := repl.writeN(300); err != nil {
+	repl := alog.Continue(next)
+	if err := repl.WriteN(300); err != nil {
 		t.Fatal(err)
 	}
-	repl.close(t)
+	repl.Close(t)
 	if err := os.Rename(next, s.opts.logPath); err != nil {
 		t.Fatal(err)
 	}
 	// kube-apiserver starts again and appends to the new audit.log.
-	again := newAuditLog(s.opts.logPath, 7)
-	again.src, again.ids = repl.src, repl.ids
-	if err := again.writeN(300); err != nil {
+	again := repl.Continue(s.opts.logPath)
+	if err := again.WriteN(300); err != nil {
 		t.Fatal(err)
 	}
-	again.close(t)
-	tally := fileOutcome(t, s, again.ids)
+	again.Close(t)
+	tally := fileOutcome(t, s, again.IDs())
 	report(t, figuresOf(s, "audit.log replaced", "file", tally, -1, time.Since(begin), ""))
 	tally.check(t, "file", -1)
-	noLoss(t, s)
+	s.NoLossReported()
 }
 
 // testPermissionDenied: the shipper may not read audit.log. At its start
@@ -134,17 +133,17 @@ func testPermissionDenied(t *testing.T) {
 		}
 	}
 	alog := newAuditLog(s.opts.logPath, 8)
-	if err := alog.writeN(100); err != nil {
+	if err := alog.WriteN(100); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Chmod(s.opts.logPath, denied); err != nil {
 		t.Fatal(err)
 	}
-	s.start()
-	if code := s.exited(15 * time.Second); code != 2 {
+	s.Start()
+	if code := s.Exited(15 * time.Second); code != 2 {
 		t.Errorf("started on an unreadable audit.log, the shipper exited %d, want 2 (a configuration error)", code)
 	}
-	logged, _ := os.ReadFile(s.logFiles[0])
+	logged, _ := os.ReadFile(s.LogFiles()[0])
 	for _, want := range []string{s.opts.logPath, "permission denied", "CAP_DAC_READ_SEARCH"} {
 		if !bytes.Contains(logged, []byte(want)) {
 			t.Errorf("the message at start does not say %q:\n%s", want, logged)
@@ -154,17 +153,17 @@ func testPermissionDenied(t *testing.T) {
 	if err := os.Chmod(s.opts.logPath, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	s.start()
-	s.waitUp()
+	s.Start()
+	s.WaitUp()
 	s.waitCaughtUp(time.Minute)
 	// lumberjack gives a new audit.log the mode and owner of the old one.
 	if err := os.Chmod(s.opts.logPath, denied); err != nil {
 		t.Fatal(err)
 	}
-	if err := alog.writeRotations(1); err != nil {
+	if err := alog.WriteRotations(1); err != nil {
 		t.Fatal(err)
 	}
-	if err := alog.writeN(100); err != nil {
+	if err := alog.WriteN(100); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(2 * time.Second)
@@ -177,10 +176,10 @@ func testPermissionDenied(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	alog.close(t)
-	tally := fileOutcome(t, s, alog.ids)
+	alog.Close(t)
+	tally := fileOutcome(t, s, alog.IDs())
 	var named int
-	for _, rec := range s.logRecords("cannot open") {
+	for _, rec := range s.LogRecords("cannot open") {
 		if err, _ := rec["err"].(string); strings.Contains(err, "permission denied") && strings.Contains(err, s.logDir()) {
 			named++
 		}
@@ -189,9 +188,9 @@ func testPermissionDenied(t *testing.T) {
 		fmt.Sprintf("permission_errors_logged=%d", named)))
 	tally.check(t, "file", -1)
 	if named == 0 {
-		t.Errorf("no log record names the unreadable generation with \"permission denied\"; errors logged: %v", s.levelMsgs("ERROR"))
+		t.Errorf("no log record names the unreadable generation with \"permission denied\"; errors logged: %v", s.LevelMsgs("ERROR"))
 	}
-	noLoss(t, s)
+	s.NoLossReported()
 }
 
 // testBackupDeleted: a backup is deleted (by hand, or by retention) while
@@ -206,14 +205,14 @@ func testBackupDeleted(t *testing.T) {
 	link.Cut()
 	s := newShipper(t, options{maxInflight: "1MiB", maxLine: "1MiB"}, lokiSink("loki", link.Addr()).countedBy(vl, t))
 	alog := newAuditLog(s.opts.logPath, 9)
-	if err := alog.writeRotations(4); err != nil {
+	if err := alog.WriteRotations(4); err != nil {
 		t.Fatal(err)
 	}
-	alog.close(t)
-	s.start()
-	s.waitUp()
-	s.waitFor("the loki sink to hold events in flight", 30*time.Second, func(m metrics) bool {
-		v, _ := m.value("audit_shipper_inflight_bytes", "sink", "loki")
+	alog.Close(t)
+	s.Start()
+	s.WaitUp()
+	s.waitFor("the loki sink to hold events in flight", 30*time.Second, func(m shipperproc.Metrics) bool {
+		v, _ := m.Value("audit_shipper_inflight_bytes", "sink", "loki")
 		return v > 0
 	})
 	backups, err := filepath.Glob(filepath.Join(s.logDir(), "audit-*.log"))
@@ -230,10 +229,10 @@ func testBackupDeleted(t *testing.T) {
 	time.Sleep(2 * time.Second) // a loss is reported once a file stays missing for a second
 	restore(t, link)
 	s.waitCaughtUp(time.Minute)
-	lostBytes, _ := s.mustScrape().value("audit_shipper_lost_bytes_total", "sink", "loki")
-	lostFiles, _ := s.mustScrape().value("audit_shipper_lost_files_total", "sink", "loki")
+	lostBytes, _ := s.MustScrape().Value("audit_shipper_lost_bytes_total", "sink", "loki")
+	lostFiles, _ := s.MustScrape().Value("audit_shipper_lost_files_total", "sink", "loki")
 	elapsed := time.Since(begin)
-	s.stop()
+	s.Stop()
 	s.logSummary()
 
 	gone := make(map[string]bool)
@@ -241,13 +240,13 @@ func testBackupDeleted(t *testing.T) {
 		gone[id] = true
 	}
 	var onDisk []string
-	for _, id := range alog.ids {
+	for _, id := range alog.IDs() {
 		if !gone[id] {
 			onDisk = append(onDisk, id)
 		}
 	}
 	tally := vlTally(t, vl, onDisk, 30*time.Second)
-	recs := s.logRecords(lostMsg)
+	recs := s.LogRecords(shipperproc.LostMsg)
 	report(t, figuresOf(s, "backup deleted before it was read", "loki", tally, s.dupBound("loki", 0), elapsed,
 		fmt.Sprintf("deleted_events=%d deleted_bytes=%d lost_bytes_total=%v lost_files_total=%v", len(victimIDs), victimSize, lostBytes, lostFiles)))
 	tally.check(t, "loki", s.dupBound("loki", 0))
@@ -255,7 +254,7 @@ func testBackupDeleted(t *testing.T) {
 		t.Errorf("audit_shipper_lost_bytes_total = %v, lost_files_total = %v; want %d bytes of 1 file", lostBytes, lostFiles, victimSize)
 	}
 	if len(recs) != 1 || recs[0]["file"] != victim || recs[0]["lost_bytes"] != float64(victimSize) {
-		t.Errorf("want one log record %q with file %s and lost_bytes %d, got %v", lostMsg, victim, victimSize, recs)
+		t.Errorf("want one log record %q with file %s and lost_bytes %d, got %v", shipperproc.LostMsg, victim, victimSize, recs)
 	}
 }
 
@@ -270,7 +269,7 @@ func idsOf(t *testing.T, path string) ([]string, int64) {
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	sc.Buffer(nil, 16*mib)
 	for sc.Scan() {
-		id, ok := auditID(sc.Bytes())
+		id, ok := shipperproc.AuditID(sc.Bytes())
 		if !ok {
 			t.Fatalf("%s holds a line without an auditID: %.100q", path, sc.Bytes())
 		}
@@ -284,7 +283,7 @@ func idsOf(t *testing.T, path string) ([]string, int64) {
 // SIGKILL happen behind it.
 func testSymlinkedDir(t *testing.T) {
 	begin := time.Now()
-	dir := workDir(t)
+	dir := shipperproc.WorkDir(t)
 	realDir := filepath.Join(dir, "real")
 	if err := os.Mkdir(realDir, 0o755); err != nil {
 		t.Fatal(err)
@@ -295,21 +294,21 @@ func testSymlinkedDir(t *testing.T) {
 	}
 	s := newShipper(t, options{logPath: filepath.Join(link, "audit.log")}, fileSink("out"))
 	alog := newAuditLog(filepath.Join(realDir, "audit.log"), 10)
-	s.start()
-	s.waitUp()
-	if err := alog.writeRotations(2); err != nil {
+	s.Start()
+	s.WaitUp()
+	if err := alog.WriteRotations(2); err != nil {
 		t.Fatal(err)
 	}
 	s.restart()
-	if err := alog.writeRotations(2); err != nil {
+	if err := alog.WriteRotations(2); err != nil {
 		t.Fatal(err)
 	}
-	alog.close(t)
-	tally := fileOutcome(t, s, alog.ids)
+	alog.Close(t)
+	tally := fileOutcome(t, s, alog.IDs())
 	bound := s.dupBound("out", 0)
 	report(t, figuresOf(s, "symlinked audit directory", "file", tally, bound, time.Since(begin), ""))
 	tally.check(t, "file", bound)
-	noLoss(t, s)
+	s.NoLossReported()
 }
 
 // testEmptyFile: audit.log exists and is empty at the start (just
@@ -321,22 +320,22 @@ func testEmptyFile(t *testing.T) {
 	if err := os.WriteFile(s.opts.logPath, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s.start()
-	s.waitUp()
+	s.Start()
+	s.WaitUp()
 	time.Sleep(2 * time.Second)
-	quiet := len(s.levelMsgs("ERROR")) == 0 && len(s.levelMsgs("WARN")) == 0
+	quiet := len(s.LevelMsgs("ERROR")) == 0 && len(s.LevelMsgs("WARN")) == 0
 	alog := newAuditLog(s.opts.logPath, 11)
-	if err := alog.writeN(300); err != nil {
+	if err := alog.WriteN(300); err != nil {
 		t.Fatal(err)
 	}
-	alog.close(t)
-	tally := fileOutcome(t, s, alog.ids)
+	alog.Close(t)
+	tally := fileOutcome(t, s, alog.IDs())
 	report(t, figuresOf(s, "empty audit.log at start", "file", tally, -1, time.Since(begin), ""))
 	tally.check(t, "file", -1)
 	if !quiet {
-		t.Errorf("an empty audit.log is not an error, yet the shipper logged: errors %v, warnings %v", s.levelMsgs("ERROR"), s.levelMsgs("WARN"))
+		t.Errorf("an empty audit.log is not an error, yet the shipper logged: errors %v, warnings %v", s.LevelMsgs("ERROR"), s.LevelMsgs("WARN"))
 	}
-	noLoss(t, s)
+	s.NoLossReported()
 }
 
 // testDirectoryMissing: the audit directory does not exist when the
@@ -344,24 +343,24 @@ func testEmptyFile(t *testing.T) {
 // and the shipper ships from its first event.
 func testDirectoryMissing(t *testing.T) {
 	begin := time.Now()
-	dir := workDir(t)
+	dir := shipperproc.WorkDir(t)
 	logDir := filepath.Join(dir, "audit")
 	s := newShipper(t, options{logPath: filepath.Join(logDir, "audit.log")}, fileSink("out"))
-	s.start()
-	s.waitUp()
+	s.Start()
+	s.WaitUp()
 	time.Sleep(3 * time.Second)
-	waited := s.levelMsgs("ERROR")
+	waited := s.LevelMsgs("ERROR")
 	if err := os.Mkdir(logDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
 	alog := newAuditLog(s.opts.logPath, 12)
-	if err := alog.writeRotations(1); err != nil {
+	if err := alog.WriteRotations(1); err != nil {
 		t.Fatal(err)
 	}
-	alog.close(t)
-	tally := fileOutcome(t, s, alog.ids)
+	alog.Close(t)
+	tally := fileOutcome(t, s, alog.IDs())
 	report(t, figuresOf(s, "audit directory missing at start", "file", tally, -1, time.Since(begin),
 		fmt.Sprintf("errors_while_missing=%d", total(waited))))
 	tally.check(t, "file", -1)
-	noLoss(t, s)
+	s.NoLossReported()
 }

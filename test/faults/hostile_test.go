@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/audit-shipper/audit-shipper/corpus"
+	"github.com/audit-shipper/audit-shipper/internal/shipperproc"
 	"github.com/audit-shipper/audit-shipper/internal/vlogs"
 )
 
@@ -40,7 +41,7 @@ const hugeLine = 100 << 20
 // directory could leave, each with how it must be classified.
 func hostileLines(src *corpus.Generator) []hostileLine {
 	event := func() []byte { return src.Next(nil) }
-	id := func(line []byte) string { s, _ := auditID(line); return s }
+	id := func(line []byte) string { s, _ := shipperproc.AuditID(line); return s }
 	// insert puts s right after the event's auditID member.
 	insert := func(line []byte, s string) []byte {
 		i := bytes.Index(line, []byte(`","stage":`))
@@ -120,7 +121,7 @@ func TestHostileInput(t *testing.T) {
 	valid := func(n int) {
 		for range n {
 			l := src.Next(nil)
-			id, _ := auditID(l)
+			id, _ := shipperproc.AuditID(l)
 			lines = append(lines, hostileLine{name: "valid", line: l, id: id, first: id})
 		}
 	}
@@ -132,8 +133,8 @@ func TestHostileInput(t *testing.T) {
 	valid(20)
 
 	begin := time.Now()
-	s.start()
-	s.waitUp()
+	s.Start()
+	s.WaitUp()
 	f, err := os.OpenFile(s.opts.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
 		t.Fatal(err)
@@ -153,9 +154,9 @@ func TestHostileInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	written := time.Now()
-	s.waitFor("every sink to read the whole file", 2*time.Minute, func(m metrics) bool {
+	s.waitFor("every sink to read the whole file", 2*time.Minute, func(m shipperproc.Metrics) bool {
 		for _, k := range s.sinks {
-			if n, _ := m.value("audit_shipper_bytes_read_total", "sink", k.name); n != float64(offset) {
+			if n, _ := m.Value("audit_shipper_bytes_read_total", "sink", k.name); n != float64(offset) {
 				return false
 			}
 		}
@@ -164,8 +165,8 @@ func TestHostileInput(t *testing.T) {
 	s.waitCaughtUp(2 * time.Minute)
 	caughtUp := time.Since(written)
 	elapsed := time.Since(begin)
-	m := s.mustScrape()
-	s.stop()
+	m := s.MustScrape()
+	s.Stop()
 	s.logSummary()
 
 	var deliver, firsts []string
@@ -194,7 +195,7 @@ func TestHostileInput(t *testing.T) {
 		tl := tallies[name]
 		var byReason []string
 		for reason, n := range wantReasons {
-			got, _ := m.value("audit_shipper_dead_letters_total", "sink", name, "reason", reason)
+			got, _ := m.Value("audit_shipper_dead_letters_total", "sink", name, "reason", reason)
 			byReason = append(byReason, fmt.Sprintf("%s:%v", reason, got))
 			if got != float64(n) {
 				t.Errorf("sink %s: audit_shipper_dead_letters_total{reason=%q} = %v, want %d", name, reason, got, n)
@@ -209,7 +210,7 @@ func TestHostileInput(t *testing.T) {
 		t.Errorf("the shipper's heap reached %s with a %d MiB line in the log: a long line is held in memory", mibs(heap), hugeLine>>20)
 	}
 	checkHostileDeadLetters(t, s, lines)
-	noLoss(t, s)
+	s.NoLossReported()
 }
 
 // deadLetterHead is the part of a dead-letter record the test checks; the

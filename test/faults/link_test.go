@@ -108,9 +108,9 @@ func testLinkFault(t *testing.T, f linkFault) {
 	alog := newAuditLog(s.opts.logPath, 2)
 
 	begin := time.Now()
-	s.start()
-	s.waitUp()
-	w := inBackground(func() error { return alog.writeAt(context.Background(), linkRate, writeTime) })
+	s.Start()
+	s.WaitUp()
+	w := inBackground(func() error { return alog.WriteAt(context.Background(), linkRate, writeTime) })
 	tl := newTimeline(t, s)
 	lokiInterrupted := f.schedule(tl, lokiLink, rng)
 	esInterrupted := f.schedule(tl, esLink, rng)
@@ -119,11 +119,11 @@ func testLinkFault(t *testing.T, f linkFault) {
 	}
 	tl.run()
 	w.wait(t)
-	alog.close(t)
-	s.waitUp()
+	alog.Close(t)
+	s.WaitUp()
 	s.waitCaughtUp(2 * time.Minute)
 	elapsed := time.Since(begin)
-	s.stop()
+	s.Stop()
 	s.logSummary()
 
 	for _, k := range []struct {
@@ -137,12 +137,12 @@ func testLinkFault(t *testing.T, f linkFault) {
 			n = k.interrupted()
 		}
 		bound := s.dupBound(k.name, n)
-		tally := vlTally(t, k.vl, alog.ids, 30*time.Second)
+		tally := vlTally(t, k.vl, alog.IDs(), 30*time.Second)
 		st := k.link.Stats()
 		extra := fmt.Sprintf("rotations=%d fault=%q interrupted=%d no_answer=%d proxy_conns=%d proxy_resets=%d",
-			alog.rotations.Load(), f.what, n, s.noAnswers(k.name), st.Accepted, st.Resets)
+			alog.Rotations(), f.what, n, s.noAnswers(k.name), st.Accepted, st.Resets)
 		report(t, figuresOf(s, "link "+f.name, k.name, tally, bound, elapsed, extra))
 		tally.check(t, k.name, bound)
 	}
-	noLoss(t, s)
+	s.NoLossReported()
 }

@@ -5,12 +5,12 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/audit-shipper/audit-shipper/internal/shipperproc"
 )
 
 var seedFlag = flag.Uint64("seed", 0, "seed of the kill schedules and faults; 0 takes one from the clock")
@@ -20,55 +20,9 @@ var binary string
 
 func TestMain(m *testing.M) {
 	flag.Parse()
-	os.Exit(run(m))
-}
-
-func run(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "audit-shipper-faults-bin-")
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "faults: cannot make a directory for the binary: %v\n", err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	// Readable by the unprivileged user some scenarios run the shipper as.
-	if err := os.Chmod(dir, 0o755); err != nil {
-		fmt.Fprintf(os.Stderr, "faults: %v\n", err)
-		return 1
-	}
-	binary = filepath.Join(dir, "audit-shipper")
-	if prebuilt := os.Getenv("AUDIT_SHIPPER_BIN"); prebuilt != "" {
-		// A binary built elsewhere, copied so that the unprivileged user
-		// some scenarios use can run it.
-		b, err := os.ReadFile(prebuilt)
-		if err == nil {
-			err = os.WriteFile(binary, b, 0o755)
-		}
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "faults: $AUDIT_SHIPPER_BIN=%q: %v; unset it to build ./cmd/audit-shipper\n", prebuilt, err)
-			return 1
-		}
-	} else if err := build(binary); err != nil {
-		fmt.Fprintf(os.Stderr, "faults: %v\n", err)
-		return 1
-	}
-	code := m.Run()
+	code := shipperproc.Main(m, &binary, "AUDIT_SHIPPER_BIN")
 	printTable()
-	return code
-}
-
-// build compiles ./cmd/audit-shipper of the module this package is in.
-func build(out string) error {
-	gomod, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		return fmt.Errorf("cannot find the module root with go env GOMOD: %w", err)
-	}
-	root := filepath.Dir(strings.TrimSpace(string(gomod)))
-	cmd := exec.Command("go", "build", "-o", out, "./cmd/audit-shipper")
-	cmd.Dir = root
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("cannot build the binary under test (cd %s && go build ./cmd/audit-shipper): %v\n%s", root, err, msg)
-	}
-	return nil
+	os.Exit(code)
 }
 
 // newRand returns the scenario's random source and logs its seed.

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/audit-shipper/audit-shipper/internal/shipperproc"
 )
 
 // readOnlyDir makes dir unwritable: for root, which permissions do not
@@ -93,7 +95,7 @@ func TestPositionsDirectory(t *testing.T) {
 		{"full", true, fill},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			dir := filepath.Join(workDir(t), "positions")
+			dir := filepath.Join(shipperproc.WorkDir(t), "positions")
 			if err := os.Mkdir(dir, 0o755); err != nil {
 				t.Fatal(err)
 			}
@@ -112,9 +114,9 @@ func testPositionsDirectory(t *testing.T, dir string, breakDir func(*testing.T, 
 	alog := newAuditLog(s.opts.logPath, 4)
 
 	begin := time.Now()
-	s.start()
-	s.waitUp()
-	w := inBackground(func() error { return alog.writeAt(context.Background(), 200, 20*time.Second) })
+	s.Start()
+	s.WaitUp()
+	w := inBackground(func() error { return alog.WriteAt(context.Background(), 200, 20*time.Second) })
 	var fix func()
 	var brokenAt, fixedAt time.Time
 	tl := newTimeline(t, s)
@@ -130,18 +132,18 @@ func testPositionsDirectory(t *testing.T, dir string, breakDir func(*testing.T, 
 	tl.at(16*time.Second, "SIGKILL and restart", s.restart)
 	tl.run()
 	w.wait(t)
-	alog.close(t)
-	s.waitUp()
+	alog.Close(t)
+	s.WaitUp()
 	s.waitCaughtUp(time.Minute)
 	elapsed := time.Since(begin)
-	s.stop()
+	s.Stop()
 	s.logSummary()
 
 	held, torn := fileHeld(t, out)
-	tally := count(held, alog.ids, torn)
+	tally := count(held, alog.IDs(), torn)
 	bound := s.dupBound("out", 0)
-	failed := s.logRecords("cannot save positions")
-	again := s.logRecords("saving positions again")
+	failed := s.LogRecords("cannot save positions")
+	again := s.LogRecords("saving positions again")
 	report(t, figuresOf(s, "positions directory "+filepath.Base(t.Name()), "file", tally, bound, elapsed,
 		fmt.Sprintf("save_errors_logged=%d saving_again_logged=%d torn=%d", len(failed), len(again), torn)))
 	tally.check(t, "file", bound)
@@ -169,7 +171,7 @@ func testPositionsDirectory(t *testing.T, dir string, breakDir func(*testing.T, 
 	if mt := modTime(positions); mt.After(brokenAt) && mt.Before(fixedAt) {
 		t.Errorf("the positions file was written at %s while its directory was unwritable (%s to %s)", mt, brokenAt, fixedAt)
 	}
-	noLoss(t, s)
+	s.NoLossReported()
 }
 
 // TestPositionsCorrupt: a positions file that cannot be what the shipper
@@ -237,18 +239,18 @@ func editPosition(edit func(p map[string]any)) func([]byte) []byte {
 
 // shipAndStop ships 600 events (a rotation and a half) to a file sink and
 // stops, so that a position is saved.
-func shipAndStop(t *testing.T) (*shipper, *auditLog, string) {
+func shipAndStop(t *testing.T) (*shipper, *shipperproc.AuditLog, string) {
 	t.Helper()
 	s := newShipper(t, options{}, fileSink("out"))
 	out := s.out("out")
 	alog := newAuditLog(s.opts.logPath, 5)
-	if err := alog.writeN(600); err != nil {
+	if err := alog.WriteN(600); err != nil {
 		t.Fatal(err)
 	}
-	s.start()
-	s.waitUp()
+	s.Start()
+	s.WaitUp()
 	s.waitCaughtUp(time.Minute)
-	s.stop()
+	s.Stop()
 	return s, alog, out
 }
 
@@ -262,21 +264,21 @@ func testPositionsRefused(t *testing.T, name string, corrupt func([]byte) []byte
 	if err := os.WriteFile(s.opts.positions, corrupt(saved), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := alog.writeN(300); err != nil {
+	if err := alog.WriteN(300); err != nil {
 		t.Fatal(err)
 	}
 	before, _ := fileHeld(t, out)
 
-	s.start()
-	code := s.exited(15 * time.Second)
-	logged, _ := os.ReadFile(s.logFiles[len(s.logFiles)-1])
+	s.Start()
+	code := s.Exited(15 * time.Second)
+	logged, _ := os.ReadFile(s.LogFiles()[len(s.LogFiles())-1])
 	if code != 1 {
-		t.Errorf("with a %s positions file the shipper exited %d, want 1; its log:\n%s", name, code, s.logTail(10))
+		t.Errorf("with a %s positions file the shipper exited %d, want 1; its log:\n%s", name, code, s.LogTail(10))
 	}
-	recs := s.logRecords("cannot start")
+	recs := s.LogRecords("cannot start")
 	switch {
 	case len(recs) != 1:
-		t.Errorf("want one log record \"cannot start\", got %d; the log:\n%s", len(recs), s.logTail(10))
+		t.Errorf("want one log record \"cannot start\", got %d; the log:\n%s", len(recs), s.LogTail(10))
 	default:
 		msg, _ := recs[0]["err"].(string)
 		for _, want := range []string{s.opts.positions, "move it aside"} {
@@ -286,7 +288,7 @@ func testPositionsRefused(t *testing.T, name string, corrupt func([]byte) []byte
 		}
 	}
 	if bytes.Contains(logged, []byte("panic")) {
-		t.Errorf("the shipper panicked:\n%s", s.logTail(10))
+		t.Errorf("the shipper panicked:\n%s", s.LogTail(10))
 	}
 	if after, _ := fileHeld(t, out); len(after) != len(before) {
 		t.Errorf("the refused start delivered %d events: it started from somewhere", len(after)-len(before))
@@ -296,13 +298,13 @@ func testPositionsRefused(t *testing.T, name string, corrupt func([]byte) []byte
 	if err := os.Rename(s.opts.positions, s.opts.positions+".corrupt"); err != nil {
 		t.Fatal(err)
 	}
-	alog.close(t)
-	s.start()
-	s.waitUp()
+	alog.Close(t)
+	s.Start()
+	s.WaitUp()
 	s.waitCaughtUp(time.Minute)
-	s.stop()
+	s.Stop()
 	held, torn := fileHeld(t, out)
-	tally := count(held, alog.ids, torn)
+	tally := count(held, alog.IDs(), torn)
 	// start_at: beginning ships everything on disk again.
 	bound := len(before)
 	report(t, figuresOf(s, "positions file "+name, "file", tally, bound, time.Since(begin),
@@ -320,18 +322,18 @@ func testPositionsRecovered(t *testing.T, name string, corrupt func([]byte) []by
 	if err := os.WriteFile(s.opts.positions, corrupt(saved), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := alog.writeN(300); err != nil {
+	if err := alog.WriteN(300); err != nil {
 		t.Fatal(err)
 	}
-	alog.close(t)
+	alog.Close(t)
 	before, _ := fileHeld(t, out)
-	s.start()
-	s.waitUp()
+	s.Start()
+	s.WaitUp()
 	s.waitCaughtUp(time.Minute)
-	s.stop()
+	s.Stop()
 	held, torn := fileHeld(t, out)
-	tally := count(held, alog.ids, torn)
-	warned := total(s.levelMsgs("WARN")) + total(s.levelMsgs("ERROR"))
+	tally := count(held, alog.IDs(), torn)
+	warned := total(s.LevelMsgs("WARN")) + total(s.LevelMsgs("ERROR"))
 	report(t, figuresOf(s, "positions file "+name, "file", tally, len(before), time.Since(begin),
 		fmt.Sprintf("warnings=%d", warned)))
 	tally.check(t, "file", len(before))

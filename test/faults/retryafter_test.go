@@ -106,9 +106,9 @@ func TestRetryAfter(t *testing.T) {
 	alog := newAuditLog(s.opts.logPath, 3)
 
 	begin := time.Now()
-	s.start()
-	s.waitUp()
-	w := inBackground(func() error { return alog.writeAt(context.Background(), linkRate, from+seconds+date+2*time.Second) })
+	s.Start()
+	s.WaitUp()
+	w := inBackground(func() error { return alog.WriteAt(context.Background(), linkRate, from+seconds+date+2*time.Second) })
 	fronts := []*throttler{lokiFront, esFront}
 	var secondsAt, dateAt, endAt, killAt time.Time
 	tl := newTimeline(t, s)
@@ -127,9 +127,9 @@ func TestRetryAfter(t *testing.T) {
 	tl.at(from+randomIn(rng, 4*time.Second, seconds+date-4*time.Second), "SIGKILL and restart", func() {
 		// Every attempt before killAt is the old process', every one
 		// after it the new one's.
-		s.kill()
+		s.Kill()
 		killAt = time.Now()
-		s.start()
+		s.Start()
 	})
 	tl.at(from+seconds+date, "accept again", func() {
 		endAt = time.Now()
@@ -139,11 +139,11 @@ func TestRetryAfter(t *testing.T) {
 	})
 	tl.run()
 	w.wait(t)
-	alog.close(t)
-	s.waitUp()
+	alog.Close(t)
+	s.WaitUp()
 	s.waitCaughtUp(2 * time.Minute)
 	elapsed := time.Since(begin)
-	s.stop()
+	s.Stop()
 	s.logSummary()
 
 	stretch := endAt.Sub(secondsAt)
@@ -161,7 +161,7 @@ func TestRetryAfter(t *testing.T) {
 		if t.Failed() || testing.Verbose() {
 			t.Logf("sink %s: 429 answers at %s (SIGKILL at %.1fs)", k.name, offsets(all, begin), killAt.Sub(begin).Seconds())
 		}
-		tally := vlTally(t, k.vl, alog.ids, 30*time.Second)
+		tally := vlTally(t, k.vl, alog.IDs(), 30*time.Second)
 		bound := s.dupBound(k.name, 0)
 		extra := fmt.Sprintf("stretch=%s attempts_429=%d (at most %d) min_wait_seconds_form=%s min_wait_date_form=%s",
 			stretch.Round(time.Second), len(all), most, minNumeric.Round(time.Millisecond), minDate.Round(time.Millisecond))
@@ -181,7 +181,7 @@ func TestRetryAfter(t *testing.T) {
 			t.Errorf("sink %s: %d attempts in %s of 429s with a 3s Retry-After, want 4 to %d", k.name, len(all), stretch, most)
 		}
 	}
-	noLoss(t, s)
+	s.NoLossReported()
 }
 
 // offsets lists times as seconds after begin.

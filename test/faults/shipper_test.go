@@ -1,15 +1,11 @@
 package faults
 
 import (
-	"bufio"
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -17,11 +13,8 @@ import (
 	"testing"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
-
 	"github.com/audit-shipper/audit-shipper/internal/faultproxy"
+	"github.com/audit-shipper/audit-shipper/internal/shipperproc"
 	"github.com/audit-shipper/audit-shipper/internal/vlogs"
 )
 
@@ -135,18 +128,10 @@ type options struct {
 // configuration, samples its metrics all along, and keeps what a kill can
 // duplicate.
 type shipper struct {
-	t      *testing.T
-	dir    string
-	opts   options
-	sinks  []sink
-	config string
-	listen string
-
-	runs     int
-	logFiles []string
-	cmd      *exec.Cmd
-	done     chan struct{}
-	started  time.Time
+	*shipperproc.Proc
+	t     *testing.T
+	opts  options
+	sinks []sink
 
 	samples *sampler
 	// ends is how each run ended, for the duplicate bound; heldAtStart
@@ -157,35 +142,10 @@ type shipper struct {
 	kills       int
 }
 
-// workDir makes a directory for one test that outlives it when it fails,
-// so that its logs, positions and output can be read afterwards.
-func workDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "audit-shipper-faults-"+strings.ReplaceAll(t.Name(), "/", "-")+"-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("kept the test's files in %s", dir)
-			return
-		}
-		os.RemoveAll(dir)
-	})
-	return dir
-}
-
 func newShipper(t *testing.T, opts options, sinks ...sink) *shipper {
 	t.Helper()
-	dir := workDir(t)
-	for _, d := range []string{"logs", "state"} {
-		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
+	s := &shipper{Proc: shipperproc.New(t, binary, shipperproc.Options{Credential: opts.user}), t: t, sinks: sinks}
+	dir := s.Dir()
 	if opts.logPath == "" {
 		opts.logPath = filepath.Join(dir, "logs", "audit.log")
 	}
@@ -201,7 +161,7 @@ func newShipper(t *testing.T, opts options, sinks ...sink) *shipper {
 	if opts.syncInterval == 0 {
 		opts.syncInterval = 500 * time.Millisecond
 	}
-	s := &shipper{t: t, dir: dir, opts: opts, sinks: sinks, config: filepath.Join(dir, "config.yaml"), listen: freeAddr(t)}
+	s.opts = opts
 	for i, k := range s.sinks {
 		if k.file {
 			s.sinks[i].held = func() int {
@@ -216,7 +176,7 @@ func newShipper(t *testing.T, opts options, sinks ...sink) *shipper {
 	}
 	s.writeConfig()
 	s.samples = newSampler(s)
-	t.Cleanup(s.cleanup)
+	t.Cleanup(s.samples.stop)
 	return s
 }
 
@@ -225,7 +185,7 @@ func (s *shipper) writeConfig() {
 	for _, k := range s.sinks {
 		entries.WriteString(strings.ReplaceAll(k.yaml, stateDirVar, s.stateDir()))
 	}
-	cfg := fmt.Sprintf(`source:
+	s.WriteConfig(fmt.Appendf(nil, `source:
   path: %s
   positions_file: %s
   start_at: beginning
@@ -243,150 +203,43 @@ sinks:
   listen: %s
 log: {level: info, format: json}
 shutdown: {timeout: 10s}
-`, s.opts.logPath, s.opts.positions, s.opts.maxLine, s.opts.syncInterval, s.deadLetter(), s.opts.maxInflight, entries.String(), s.listen)
-	if err := os.WriteFile(s.config, []byte(cfg), 0o644); err != nil {
-		s.t.Fatal(err)
-	}
+`, s.opts.logPath, s.opts.positions, s.opts.maxLine, s.opts.syncInterval, s.deadLetter(), s.opts.maxInflight, entries.String(), s.Listen()))
 }
 
 func (s *shipper) logDir() string     { return filepath.Dir(s.opts.logPath) }
-func (s *shipper) stateDir() string   { return filepath.Join(s.dir, "state") }
-func (s *shipper) deadLetter() string { return filepath.Join(s.dir, "state", "dead-letter.ndjson") }
+func (s *shipper) stateDir() string   { return filepath.Join(s.Dir(), "state") }
+func (s *shipper) deadLetter() string { return filepath.Join(s.Dir(), "state", "dead-letter.ndjson") }
 
 // out is the output of the file sink name.
 func (s *shipper) out(name string) string { return filepath.Join(s.stateDir(), name+".ndjson") }
 
-// freeAddr returns a loopback address nobody listens on at the moment.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-// start runs `audit-shipper run` and returns without waiting for it to be
-// up.
-func (s *shipper) start() {
+// Start records what each sink with a count holds, for the duplicate
+// bound, and starts the shipper.
+func (s *shipper) Start() {
 	s.t.Helper()
-	if s.running() {
-		s.t.Fatal("harness: start while the shipper runs")
-	}
-	run := s.runs + 1
 	s.heldAtStart = make(map[string]int)
 	for _, k := range s.sinks {
 		if k.held != nil {
 			s.heldAtStart[k.name] = k.held()
 		}
 	}
-	logPath := filepath.Join(s.dir, fmt.Sprintf("shipper-%02d.log", run))
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	s.logFiles = append(s.logFiles, logPath)
-	cmd := exec.Command(binary, "run", "--config", s.config)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if s.opts.user != nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.opts.user}
-	}
-	if err := cmd.Start(); err != nil {
-		logFile.Close()
-		s.t.Fatalf("starting %s: %v", binary, err)
-	}
-	logFile.Close()
-	done := make(chan struct{})
-	go func() {
-		cmd.Wait()
-		close(done)
-	}()
-	// The sampler reads which run is up.
-	s.samples.mu.Lock()
-	s.runs, s.cmd, s.done, s.started = run, cmd, done, time.Now()
-	s.samples.mu.Unlock()
+	s.Proc.Start()
 }
 
-func (s *shipper) running() bool {
-	if s.cmd == nil {
-		return false
-	}
-	select {
-	case <-s.done:
-		return false
-	default:
-		return true
-	}
-}
-
-// waitUp waits until /healthz answers 200.
-func (s *shipper) waitUp() {
+// Stop stops the shipper with SIGTERM, keeping how its run ended.
+func (s *shipper) Stop() {
 	s.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if !s.running() {
-			s.t.Fatalf("the shipper exited at start (%v); its log:\n%s", s.cmd.ProcessState, s.logTail(20))
-		}
-		resp, err := http.Get("http://" + s.listen + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			s.t.Fatalf("/healthz on %s did not answer 200 within 30s (last error %v); the shipper's log:\n%s", s.listen, err, s.logTail(20))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// exited waits up to d for the shipper to exit by itself and returns its
-// exit code, or fails the test.
-func (s *shipper) exited(d time.Duration) int {
-	s.t.Helper()
-	select {
-	case <-s.done:
-		return s.cmd.ProcessState.ExitCode()
-	case <-time.After(d):
-		s.t.Fatalf("the shipper still runs %s after its start; its log:\n%s", d, s.logTail(20))
-		return -1
-	}
-}
-
-// stop sends SIGTERM and requires exit 0.
-func (s *shipper) stop() {
-	s.t.Helper()
-	if !s.running() {
-		s.t.Fatalf("harness: the shipper is not running to be stopped (it exited: %v); its log:\n%s", s.cmd.ProcessState, s.logTail(20))
-	}
 	end := s.ending(false)
-	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		s.t.Fatal(err)
-	}
-	select {
-	case <-s.done:
-	case <-time.After(30 * time.Second):
-		s.cmd.Process.Kill()
-		<-s.done
-		s.t.Fatalf("the shipper did not exit within 30s of SIGTERM (shutdown.timeout is 10s); its log:\n%s", s.logTail(20))
-	}
-	if code := s.cmd.ProcessState.ExitCode(); code != 0 {
-		s.t.Fatalf("the shipper exited with %v after SIGTERM, want exit 0; its log:\n%s", s.cmd.ProcessState, s.logTail(20))
-	}
+	s.Proc.Stop()
 	s.ends = append(s.ends, end)
 }
 
-// kill sends SIGKILL and waits for the process to be gone.
-func (s *shipper) kill() {
+// Kill kills the shipper with SIGKILL, keeping how its run ended and what
+// it delivered for the duplicate bound.
+func (s *shipper) Kill() {
 	s.t.Helper()
-	if !s.running() {
-		s.t.Fatalf("the shipper died before it was killed (%v); its log:\n%s", s.cmd.ProcessState, s.logTail(20))
-	}
 	end := s.ending(true)
-	s.cmd.Process.Kill()
-	<-s.done
+	s.Proc.Kill()
 	end.posSaved = modTime(s.opts.positions)
 	for _, k := range s.sinks {
 		if k.remote && k.held != nil {
@@ -402,14 +255,14 @@ func (s *shipper) kill() {
 	}
 	s.ends = append(s.ends, end)
 	s.kills++
-	s.t.Logf("SIGKILL %d after %s of run %d", s.kills, time.Since(s.started).Round(time.Millisecond), s.runs)
+	s.t.Logf("SIGKILL %d after %s of run %d", s.kills, time.Since(s.Started()).Round(time.Millisecond), end.run)
 }
 
 // restart kills the shipper and starts it again at once.
 func (s *shipper) restart() {
 	s.t.Helper()
-	s.kill()
-	s.start()
+	s.Kill()
+	s.Start()
 }
 
 func modTime(path string) time.Time {
@@ -420,187 +273,29 @@ func modTime(path string) time.Time {
 	return fi.ModTime()
 }
 
-func (s *shipper) cleanup() {
-	if s.running() {
-		s.cmd.Process.Kill()
-		<-s.done
-	}
-	s.samples.stop()
-	if s.t.Failed() && len(s.logFiles) > 0 {
-		s.t.Logf("the last shipper log (%s) ends with:\n%s", s.logFiles[len(s.logFiles)-1], s.logTail(30))
-	}
-}
-
-// logTail returns the last n lines of the latest run's log or, when the
-// process panicked or died of a fatal error, n lines from there.
-func (s *shipper) logTail(n int) string {
-	if len(s.logFiles) == 0 {
-		return "(no log)"
-	}
-	b, err := os.ReadFile(s.logFiles[len(s.logFiles)-1])
-	if err != nil {
-		return err.Error()
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	for i, l := range lines {
-		if strings.HasPrefix(l, "panic: ") || strings.HasPrefix(l, "fatal error: ") {
-			return strings.Join(lines[i:min(len(lines), i+n)], "\n")
-		}
-	}
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-// alive fails the test when the shipper exited without being told to.
-func (s *shipper) alive() {
-	s.t.Helper()
-	if s.cmd != nil && !s.running() {
-		s.t.Fatalf("the shipper exited by itself (%v); its log:\n%s", s.cmd.ProcessState, s.logTail(30))
-	}
-}
-
-// logRecords returns every JSON log record of every run whose msg
-// contains msg.
-func (s *shipper) logRecords(msg string) []map[string]any {
-	s.t.Helper()
-	var recs []map[string]any
-	for _, path := range s.logFiles {
-		f, err := os.Open(path)
-		if err != nil {
-			s.t.Fatal(err)
-		}
-		sc := bufio.NewScanner(f)
-		sc.Buffer(nil, 16*mib)
-		for sc.Scan() {
-			if !bytes.Contains(sc.Bytes(), []byte(msg)) {
-				continue
-			}
-			var rec map[string]any
-			if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
-				continue // not a log record: the line quotes msg
-			}
-			if m, _ := rec["msg"].(string); strings.Contains(m, msg) {
-				recs = append(recs, rec)
-			}
-		}
-		f.Close()
-	}
-	return recs
-}
-
-// levelMsgs counts the log records at level (ERROR, WARN) over every run,
-// by message.
-func (s *shipper) levelMsgs(level string) map[string]int {
-	msgs := make(map[string]int)
-	for _, path := range s.logFiles {
-		b, _ := os.ReadFile(path)
-		for line := range bytes.SplitSeq(b, []byte("\n")) {
-			if !bytes.Contains(line, []byte(`"level":"`+level+`"`)) {
-				continue
-			}
-			var rec struct{ Msg string }
-			json.Unmarshal(line, &rec)
-			msgs[rec.Msg]++
-		}
-	}
-	return msgs
-}
-
 // logSummary logs how often the shipper logged each error and warning.
 func (s *shipper) logSummary() {
 	s.t.Helper()
 	for _, level := range []string{"ERROR", "WARN"} {
-		for msg, n := range s.levelMsgs(level) {
+		for msg, n := range s.LevelMsgs(level) {
 			s.t.Logf("the shipper logged %d times at %s: %s", n, level, msg)
 		}
 	}
 }
 
-// metrics are one scrape of /metrics.
-type metrics map[string]*dto.MetricFamily
-
-func scrape(listen string) (metrics, error) {
-	client := http.Client{Timeout: 5 * time.Second}
-	resp, err := client.Get("http://" + listen + "/metrics")
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET /metrics: %s", resp.Status)
-	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		return nil, fmt.Errorf("parsing /metrics: %w", err)
-	}
-	return fams, nil
-}
-
-func (s *shipper) mustScrape() metrics {
-	s.t.Helper()
-	m, err := scrape(s.listen)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	return m
-}
-
-// value sums the samples of name whose labels include every pair of
-// labels (name, value, name, value...); ok is false when none matches.
-func (m metrics) value(name string, labels ...string) (sum float64, ok bool) {
-	fam := m[name]
-	if fam == nil {
-		return 0, false
-	}
-	for _, mt := range fam.Metric {
-		if !hasLabels(mt, labels) {
-			continue
-		}
-		ok = true
-		switch {
-		case mt.Counter != nil:
-			sum += mt.Counter.GetValue()
-		case mt.Gauge != nil:
-			sum += mt.Gauge.GetValue()
-		case mt.Untyped != nil:
-			sum += mt.Untyped.GetValue()
-		}
-	}
-	return sum, ok
-}
-
-func hasLabels(mt *dto.Metric, labels []string) bool {
-	for i := 0; i+1 < len(labels); i += 2 {
-		found := false
-		for _, lp := range mt.Label {
-			if lp.GetName() == labels[i] && lp.GetValue() == labels[i+1] {
-				found = true
-				break
-			}
-		}
-		if !found {
-			return false
-		}
-	}
-	return true
-}
-
 // waitFor polls the shipper's metrics until cond holds, or fails the test
 // after timeout saying what was awaited.
-func (s *shipper) waitFor(what string, timeout time.Duration, cond func(metrics) bool) {
+func (s *shipper) waitFor(what string, timeout time.Duration, cond func(shipperproc.Metrics) bool) {
 	s.t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		s.alive()
-		m, err := scrape(s.listen)
+		s.Alive()
+		m, err := s.Scrape()
 		if err == nil && cond(m) {
 			return
 		}
 		if time.Now().After(deadline) {
-			s.t.Fatalf("waited %s for %s (last scrape error %v); the shipper's log:\n%s", timeout, what, err, s.logTail(20))
+			s.t.Fatalf("waited %s for %s (last scrape error %v); the shipper's log:\n%s", timeout, what, err, s.LogTail(20))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -608,11 +303,11 @@ func (s *shipper) waitFor(what string, timeout time.Duration, cond func(metrics)
 
 // caughtUp reports whether every sink of s has the live file open and
 // nothing on disk left to acknowledge.
-func (s *shipper) caughtUp(m metrics) bool {
+func (s *shipper) caughtUp(m shipperproc.Metrics) bool {
 	for _, k := range s.sinks {
-		lag, ok1 := m.value("audit_shipper_position_lag_bytes", "sink", k.name)
-		inflight, ok2 := m.value("audit_shipper_inflight_bytes", "sink", k.name)
-		open, ok3 := m.value("audit_shipper_files_open", "sink", k.name)
+		lag, ok1 := m.Value("audit_shipper_position_lag_bytes", "sink", k.name)
+		inflight, ok2 := m.Value("audit_shipper_inflight_bytes", "sink", k.name)
+		open, ok3 := m.Value("audit_shipper_files_open", "sink", k.name)
 		if !ok1 || !ok2 || !ok3 || lag != 0 || inflight != 0 || open != 1 {
 			return false
 		}
@@ -627,7 +322,7 @@ func (s *shipper) caughtUp(m metrics) bool {
 func (s *shipper) waitCaughtUp(timeout time.Duration) {
 	s.t.Helper()
 	var since time.Time
-	s.waitFor("every sink to acknowledge everything on disk for a second (the live file open, position lag and in-flight bytes 0)", timeout, func(m metrics) bool {
+	s.waitFor("every sink to acknowledge everything on disk for a second (the live file open, position lag and in-flight bytes 0)", timeout, func(m shipperproc.Metrics) bool {
 		if !s.caughtUp(m) {
 			since = time.Time{}
 			return false
@@ -641,7 +336,7 @@ func (s *shipper) waitCaughtUp(timeout time.Duration) {
 
 // readyz returns /readyz's status code and body.
 func (s *shipper) readyz() (int, string) {
-	resp, err := http.Get("http://" + s.listen + "/readyz")
+	resp, err := http.Get("http://" + s.Listen() + "/readyz")
 	if err != nil {
 		return 0, err.Error()
 	}
@@ -689,18 +384,11 @@ func (sp *sampler) loop() {
 			return
 		case <-tick.C:
 		}
-		sp.mu.Lock()
-		run, done := sp.s.runs, sp.s.done
-		sp.mu.Unlock()
-		if done == nil {
+		run, running := sp.s.Current()
+		if !running {
 			continue
 		}
-		select {
-		case <-done:
-			continue
-		default:
-		}
-		m, err := scrape(sp.s.listen)
+		m, err := sp.s.Scrape()
 		if err != nil {
 			continue
 		}
@@ -708,17 +396,17 @@ func (sp *sampler) loop() {
 	}
 }
 
-func (s *shipper) sample(m metrics, run int) sample {
+func (s *shipper) sample(m shipperproc.Metrics, run int) sample {
 	smp := sample{at: time.Now(), run: run, shipped: map[string]float64{}, lag: map[string]float64{}, retry: map[string]float64{}, noAnswer: map[string]float64{}}
-	smp.heap, _ = m.value("go_memstats_heap_inuse_bytes")
-	smp.rss, _ = m.value("process_resident_memory_bytes")
-	smp.goroutines, _ = m.value("go_goroutines")
+	smp.heap, _ = m.Value("go_memstats_heap_inuse_bytes")
+	smp.rss, _ = m.Value("process_resident_memory_bytes")
+	smp.goroutines, _ = m.Value("go_goroutines")
 	for _, k := range s.sinks {
-		smp.shipped[k.name], _ = m.value("audit_shipper_events_shipped_total", "sink", k.name)
-		smp.lag[k.name], _ = m.value("audit_shipper_position_lag_bytes", "sink", k.name)
-		smp.retry[k.name], _ = m.value("audit_shipper_send_retries_total", "sink", k.name)
-		loki, _ := m.value("audit_shipper_loki_requests_total", "sink", k.name, "code", "error")
-		es, _ := m.value("audit_shipper_elasticsearch_bulk_requests_total", "sink", k.name, "code", "error")
+		smp.shipped[k.name], _ = m.Value("audit_shipper_events_shipped_total", "sink", k.name)
+		smp.lag[k.name], _ = m.Value("audit_shipper_position_lag_bytes", "sink", k.name)
+		smp.retry[k.name], _ = m.Value("audit_shipper_send_retries_total", "sink", k.name)
+		loki, _ := m.Value("audit_shipper_loki_requests_total", "sink", k.name, "code", "error")
+		es, _ := m.Value("audit_shipper_elasticsearch_bulk_requests_total", "sink", k.name, "code", "error")
 		smp.noAnswer[k.name] = loki + es
 	}
 	return smp
@@ -790,15 +478,16 @@ type runEnd struct {
 
 // ending scrapes the shipper right before it is stopped or killed.
 func (s *shipper) ending(killed bool) runEnd {
-	m, err := scrape(s.listen)
+	run, _ := s.Current()
+	m, err := s.Scrape()
 	var last sample
 	if err == nil {
-		last = s.sample(m, s.runs)
+		last = s.sample(m, run)
 		s.samples.add(last)
-	} else if smps := s.samples.between(s.started, time.Now()); len(smps) > 0 {
+	} else if smps := s.samples.between(s.Started(), time.Now()); len(smps) > 0 {
 		last = smps[len(smps)-1]
 	}
-	return runEnd{run: s.runs, killed: killed, last: last}
+	return runEnd{run: run, killed: killed, last: last}
 }
 
 // saveMargin: the positions the shipper saves are taken a moment before
@@ -892,14 +581,3 @@ func series(smps []sample, step time.Duration) string {
 	}
 	return strings.TrimSpace(b.String())
 }
-
-// noLoss fails the test when the shipper reported a generation deleted
-// before it was shipped: every scenario but one keeps every backup.
-func noLoss(t *testing.T, s *shipper) {
-	t.Helper()
-	if recs := s.logRecords(lostMsg); len(recs) > 0 {
-		t.Errorf("the shipper logged %d times %q, though no generation was deleted; the first: %v", len(recs), lostMsg, recs[0])
-	}
-}
-
-const lostMsg = "audit log generation deleted before it was shipped"

@@ -32,9 +32,9 @@ func TestSinkDown(t *testing.T) {
 	alog := newAuditLog(s.opts.logPath, 1)
 
 	begin := time.Now()
-	s.start()
-	s.waitUp()
-	w := inBackground(func() error { return alog.writeAt(context.Background(), rate, before+outage+after) })
+	s.Start()
+	s.WaitUp()
+	w := inBackground(func() error { return alog.WriteAt(context.Background(), rate, before+outage+after) })
 
 	var cutAt, restoredAt time.Time
 	var writtenAtCut, writtenAtRestore int64
@@ -45,7 +45,7 @@ func TestSinkDown(t *testing.T) {
 	tl := newTimeline(t, s)
 	tl.at(before, "cut the loki sink's link", func() {
 		link.Cut()
-		cutAt, writtenAtCut = time.Now(), alog.bytes.Load()
+		cutAt, writtenAtCut = time.Now(), alog.Bytes()
 	})
 	// Two kills early in the outage, so that the last run has been failing
 	// for over 30 s when /readyz is asked.
@@ -59,17 +59,17 @@ func TestSinkDown(t *testing.T) {
 		if err := link.Restore(); err != nil {
 			t.Fatal(err)
 		}
-		restoredAt, writtenAtRestore = time.Now(), alog.bytes.Load()
+		restoredAt, writtenAtRestore = time.Now(), alog.Bytes()
 	})
 	tl.at(before+outage+randomIn(rng, time.Second, after), "SIGKILL and restart while Loki catches up", s.restart)
 	tl.run()
 	w.wait(t)
-	alog.close(t)
-	s.waitUp()
+	alog.Close(t)
+	s.WaitUp()
 	s.waitCaughtUp(2 * time.Minute)
 	drained := time.Since(restoredAt)
 	elapsed := time.Since(begin)
-	s.stop()
+	s.Stop()
 	s.logSummary()
 
 	// During the outage: Loki's lag rose with what was written, the
@@ -81,7 +81,7 @@ func TestSinkDown(t *testing.T) {
 	}
 	// Flat: the last run's heap in the second half of the outage, when
 	// the backlog is twice as large, is no larger than in the first.
-	lastRun := s.runs
+	lastRun, _ := s.Current()
 	if smps := s.samples.between(cutAt, restoredAt); len(smps) > 0 {
 		lastRun = smps[len(smps)-1].run
 	}
@@ -119,15 +119,15 @@ func TestSinkDown(t *testing.T) {
 		t.Errorf("/readyz after 30 s of outage: %d %q, want 503 naming the loki sink only", ready.code, ready.body)
 	}
 
-	lokiTally := vlTally(t, lokiVL, alog.ids, 30*time.Second)
-	esTally := vlTally(t, esVL, alog.ids, 30*time.Second)
+	lokiTally := vlTally(t, lokiVL, alog.IDs(), 30*time.Second)
+	esTally := vlTally(t, esVL, alog.IDs(), 30*time.Second)
 	extra := fmt.Sprintf("rotations=%d outage=%s outage_mib=%.1f loki_lag_peak_mib=%.1f es_lag_peak_mib=%.1f heap_outage_mib=%.1f,%.1f drained_in=%s",
-		alog.rotations.Load(), outage, outageBytes/mib, lokiLag/mib, esLag/mib, heapFirst/mib, heapSecond/mib, drained.Round(time.Second))
+		alog.Rotations(), outage, outageBytes/mib, lokiLag/mib, esLag/mib, heapFirst/mib, heapSecond/mib, drained.Round(time.Second))
 	// The cut may catch each of the loki sink's requests in flight.
 	lokiBound, esBound := s.dupBound("loki", 2), s.dupBound("es", 0)
 	report(t, figuresOf(s, "sink down 45s, rotating", "loki (cut)", lokiTally, lokiBound, elapsed, extra))
 	report(t, figuresOf(s, "sink down 45s, rotating", "es (up)", esTally, esBound, elapsed, ""))
 	lokiTally.check(t, "loki", lokiBound)
 	esTally.check(t, "es", esBound)
-	noLoss(t, s)
+	s.NoLossReported()
 }

@@ -30,9 +30,9 @@ func TestSoak(t *testing.T) {
 	alog := newAuditLog(s.opts.logPath, 14)
 
 	begin := time.Now()
-	s.start()
-	s.waitUp()
-	w := inBackground(func() error { return alog.writeAt(context.Background(), rate, duration) })
+	s.Start()
+	s.WaitUp()
+	w := inBackground(func() error { return alog.WriteAt(context.Background(), rate, duration) })
 	tl := newTimeline(t, s)
 	restarts := 0
 	for at := 15 * time.Second; at+4*time.Second < duration; at += 20 * time.Second {
@@ -49,10 +49,10 @@ func TestSoak(t *testing.T) {
 	})
 	tl.run()
 	w.wait(t)
-	alog.close(t)
+	alog.Close(t)
 	s.waitCaughtUp(3 * time.Minute)
 	elapsed := time.Since(begin)
-	s.stop()
+	s.Stop()
 	s.logSummary()
 
 	t.Logf("heap in use/goroutines every 10s: %s", series(s.samples.between(begin, begin.Add(duration)), 10*time.Second))
@@ -60,13 +60,13 @@ func TestSoak(t *testing.T) {
 	floorFirst, floorLast := floorHeap(firstThird), floorHeap(lastThird)
 	gFirst, gLast := peakGoroutines(firstThird), peakGoroutines(lastThird)
 	flat := fmt.Sprintf("heap_peak_thirds=%s,%s heap_floor_thirds=%s,%s goroutines_thirds=%d,%d mb=%d rotations=%d es_restarts=%d",
-		mibs(heapFirst), mibs(heapLast), mibs(floorFirst), mibs(floorLast), gFirst, gLast, alog.bytes.Load()/mib, alog.rotations.Load(), restarts)
+		mibs(heapFirst), mibs(heapLast), mibs(floorFirst), mibs(floorLast), gFirst, gLast, alog.Bytes()/mib, alog.Rotations(), restarts)
 	for _, k := range []struct {
 		name        string
 		vl          *vlogs.Server
 		interrupted int
 	}{{"loki", lokiVL, lokiLink.Stats().Resets}, {"es", esVL, restarts * requestsInFlight}} {
-		tally := vlTally(t, k.vl, alog.ids, time.Minute)
+		tally := vlTally(t, k.vl, alog.IDs(), time.Minute)
 		bound := s.dupBound(k.name, k.interrupted)
 		report(t, figuresOf(s, "soak 90s at 800 events/s", k.name, tally, bound, elapsed, flat))
 		tally.check(t, k.name, bound)
@@ -85,7 +85,7 @@ func TestSoak(t *testing.T) {
 	if gLast > gFirst+8 {
 		t.Errorf("goroutines peaked at %d in the first third of the soak, at %d in the last: they leak", gFirst, gLast)
 	}
-	noLoss(t, s)
+	s.NoLossReported()
 }
 
 // floorHeap returns the 10th percentile of the heap sampled.

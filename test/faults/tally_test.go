@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/audit-shipper/audit-shipper/internal/shipperproc"
 	"github.com/audit-shipper/audit-shipper/internal/vlogs"
 )
 
@@ -90,7 +91,7 @@ func fileHeld(t *testing.T, path string) (held map[string]int, torn int) {
 	sc := bufio.NewScanner(f)
 	sc.Buffer(nil, 64*mib)
 	for sc.Scan() {
-		id, ok := auditID(sc.Bytes())
+		id, ok := shipperproc.AuditID(sc.Bytes())
 		if !ok || !json.Valid(sc.Bytes()) {
 			torn++
 			continue
