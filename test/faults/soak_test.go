@@ -57,10 +57,13 @@ func TestSoak(t *testing.T) {
 
 	t.Logf("heap in use/goroutines every 10s: %s", series(s.samples.between(begin, begin.Add(duration)), 10*time.Second))
 	heapFirst, heapLast := peakHeap(firstThird), peakHeap(lastThird)
-	floorFirst, floorLast := floorHeap(firstThird), floorHeap(lastThird)
-	gFirst, gLast := peakGoroutines(firstThird), peakGoroutines(lastThird)
-	flat := fmt.Sprintf("heap_peak_thirds=%s,%s heap_floor_thirds=%s,%s goroutines_thirds=%d,%d mb=%d rotations=%d es_restarts=%d",
-		mibs(heapFirst), mibs(heapLast), mibs(floorFirst), mibs(floorLast), gFirst, gLast, alog.Bytes()/mib, alog.Rotations(), restarts)
+	heapOf := func(smp sample) float64 { return smp.heap }
+	goroutinesOf := func(smp sample) float64 { return smp.goroutines }
+	floorFirst, floorLast := percentile(firstThird, heapOf, 0.1), percentile(lastThird, heapOf, 0.1)
+	gFirst, gLast := percentile(firstThird, goroutinesOf, 0.5), percentile(lastThird, goroutinesOf, 0.5)
+	gPeakFirst, gPeakLast := percentile(firstThird, goroutinesOf, 1), percentile(lastThird, goroutinesOf, 1)
+	flat := fmt.Sprintf("heap_peak_thirds=%s,%s heap_floor_thirds=%s,%s goroutines_median_thirds=%.0f,%.0f goroutines_peak_thirds=%.0f,%.0f mb=%d rotations=%d es_restarts=%d",
+		mibs(heapFirst), mibs(heapLast), mibs(floorFirst), mibs(floorLast), gFirst, gLast, gPeakFirst, gPeakLast, alog.Bytes()/mib, alog.Rotations(), restarts)
 	for _, k := range []struct {
 		name        string
 		vl          *vlogs.Server
@@ -82,29 +85,25 @@ func TestSoak(t *testing.T) {
 	if floorLast > floorFirst*1.3+4*mib {
 		t.Errorf("heap in use after collections (10th percentile) was %s in the first third of the soak, %s in the last: it grows", mibs(floorFirst), mibs(floorLast))
 	}
+	// Goroutines by their median: each connection the proxies reset or
+	// the restarts refuse comes with a few goroutines for a moment, so the
+	// peaks follow when the faults fell; what leaks stays, and moves the
+	// median.
 	if gLast > gFirst+8 {
-		t.Errorf("goroutines peaked at %d in the first third of the soak, at %d in the last: they leak", gFirst, gLast)
+		t.Errorf("goroutines were %.0f (median) in the first third of the soak, %.0f in the last: they leak", gFirst, gLast)
 	}
 	s.NoLossReported()
 }
 
-// floorHeap returns the 10th percentile of the heap sampled.
-func floorHeap(smps []sample) float64 {
+// percentile returns the p-quantile (0 to 1) of one measure of smps.
+func percentile(smps []sample, of func(sample) float64, p float64) float64 {
 	if len(smps) == 0 {
 		return 0
 	}
-	heaps := make([]float64, len(smps))
+	v := make([]float64, len(smps))
 	for i, smp := range smps {
-		heaps[i] = smp.heap
+		v[i] = of(smp)
 	}
-	slices.Sort(heaps)
-	return heaps[len(heaps)/10]
-}
-
-func peakGoroutines(smps []sample) int {
-	var peak float64
-	for _, smp := range smps {
-		peak = max(peak, smp.goroutines)
-	}
-	return int(peak)
+	slices.Sort(v)
+	return v[min(int(p*float64(len(v))), len(v)-1)]
 }
