@@ -58,15 +58,15 @@ type pipeline struct {
 // send, and the position after its last line (lines that were
 // dead-lettered or dropped included).
 type batch struct {
-	seq  uint64
-	recs []sinks.Record
+	seq   uint64
+	recs  []sinks.Record
 	arena []byte // the records' lines
 	// events are the records' parsed events, whose strings and lists are
 	// in strs and lists.
 	events []parse.Event
 	strs   []byte
 	lists  []string
-	bytes  int64  // in-flight bytes held until acknowledged
+	bytes  int64 // in-flight bytes held until acknowledged
 	end    Position
 	first  time.Time
 	ok     bool
