@@ -66,7 +66,7 @@ func New(t testing.TB, binary string, opts Options) *Proc {
 	if opts.UpTimeout == 0 {
 		opts.UpTimeout = 30 * time.Second
 	}
-	p := &Proc{t: t, binary: binary, opts: opts, dir: dir, listen: freeAddr(t)}
+	p := &Proc{t: t, binary: binary, opts: opts, dir: dir, listen: FreeAddr(t)}
 	t.Cleanup(p.cleanup)
 	return p
 }
@@ -93,8 +93,8 @@ func WorkDir(t testing.TB) string {
 	return dir
 }
 
-// freeAddr returns a loopback address nobody listens on at the moment.
-func freeAddr(t testing.TB) string {
+// FreeAddr returns a loopback address nobody listens on at the moment.
+func FreeAddr(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

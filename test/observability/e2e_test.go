@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -23,6 +22,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/audit-shipper/audit-shipper/corpus"
+	"github.com/audit-shipper/audit-shipper/internal/shipperproc"
 	"github.com/audit-shipper/audit-shipper/internal/vlogs"
 )
 
@@ -86,7 +86,7 @@ metrics:
   listen: 127.0.0.1:0
 log: {level: info, format: json}
 shutdown: {timeout: 2s}
-`, auditLog, dir, vl.URL(), downSink, freeAddr(t)))
+`, auditLog, dir, vl.URL(), downSink, shipperproc.FreeAddr(t)))
 
 	// Everything delivered, and the down sink's lag settled (it is checked
 	// against the file's size below, with Prometheus' answer).
@@ -452,17 +452,6 @@ func checkAlerts(t *testing.T, p *promServer) {
 	}
 }
 
-// freeAddr returns a loopback address nobody listens on at the moment.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // process is a child process whose output goes to a file.
 type process struct {
 	name string
@@ -609,7 +598,7 @@ scrape_configs:
 	// Prometheus cannot listen on port 0 and say which port it got: pick
 	// one, and pick again if another process took it meanwhile.
 	for attempt := 1; ; attempt++ {
-		addr := freeAddr(t)
+		addr := shipperproc.FreeAddr(t)
 		p := start(t, "prometheus", filepath.Join(dir, fmt.Sprintf("prometheus-%d.log", attempt)), bin,
 			"--config.file="+cfgPath, "--storage.tsdb.path="+filepath.Join(dir, "data"),
 			"--web.listen-address="+addr, "--log.level=info")
