@@ -11,7 +11,16 @@ VLOGS       := github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs@v1.52.1
 HELM        := helm.sh/helm/v3/cmd/helm@v3.22.0
 # Packages of the fast unit run: everything but the end-to-end suites.
 UNIT        := $(shell $(GO) list ./... | grep -v /test/)
-FUZZTIME    ?= 20s
+# Fuzzing is bounded by executions, not time: go1.26's fuzz coordinator can
+# fail a target with a bare "context deadline exceeded" when a -fuzztime
+# duration runs out under load (go.dev/issue/75804, fixed in go1.27). Each
+# count is about 20 s of this 2-core machine; FUZZTIME=30s (or 1000000x)
+# overrides them all.
+FUZZ_EVENTS    ?= 200000x
+FUZZ_CONFIG    ?= 40000x
+FUZZ_RULES     ?= 400000x
+FUZZ_SIGNALS   ?= 400000x
+FUZZ_POSITIONS ?= 30000x
 
 .PHONY: build demo test unit acceptance observability faults deploy-test e2e fuzz race bench bench-e2e lint tools clean
 
@@ -50,11 +59,11 @@ observability:
 	$(GO) test -count=1 -v -timeout 10m ./test/observability/
 
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./parse/
-	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./config/
-	$(GO) test -run '^$$' -fuzz '^FuzzApply$$' -fuzztime $(FUZZTIME) ./rules/
-	$(GO) test -run '^$$' -fuzz '^FuzzMember$$' -fuzztime $(FUZZTIME) ./signals/
-	$(GO) test -run '^$$' -fuzz '^FuzzLoadPositions$$' -fuzztime $(FUZZTIME) ./shipper/
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(or $(FUZZTIME),$(FUZZ_EVENTS)) ./parse/
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(or $(FUZZTIME),$(FUZZ_CONFIG)) ./config/
+	$(GO) test -run '^$$' -fuzz '^FuzzApply$$' -fuzztime $(or $(FUZZTIME),$(FUZZ_RULES)) ./rules/
+	$(GO) test -run '^$$' -fuzz '^FuzzMember$$' -fuzztime $(or $(FUZZTIME),$(FUZZ_SIGNALS)) ./signals/
+	$(GO) test -run '^$$' -fuzz '^FuzzLoadPositions$$' -fuzztime $(or $(FUZZTIME),$(FUZZ_POSITIONS)) ./shipper/
 
 # The deployment material (manifests, chart, Dockerfile, systemd unit),
 # checked by its own module so k8s.io/api stays out of the main go.mod.
