@@ -56,14 +56,15 @@ func TestSoak(t *testing.T) {
 	s.logSummary()
 
 	t.Logf("heap in use/goroutines every 10s: %s", series(s.samples.between(begin, begin.Add(duration)), 10*time.Second))
-	heapFirst, heapLast := peakHeap(firstThird), peakHeap(lastThird)
 	heapOf := func(smp sample) float64 { return smp.heap }
+	heapFirst, heapLast := peakHeap(firstThird), peakHeap(lastThird)
+	highFirst, highLast := percentile(firstThird, heapOf, 0.9), percentile(lastThird, heapOf, 0.9)
 	goroutinesOf := func(smp sample) float64 { return smp.goroutines }
 	floorFirst, floorLast := percentile(firstThird, heapOf, 0.1), percentile(lastThird, heapOf, 0.1)
 	gFirst, gLast := percentile(firstThird, goroutinesOf, 0.5), percentile(lastThird, goroutinesOf, 0.5)
 	gPeakFirst, gPeakLast := percentile(firstThird, goroutinesOf, 1), percentile(lastThird, goroutinesOf, 1)
-	flat := fmt.Sprintf("heap_peak_thirds=%s,%s heap_floor_thirds=%s,%s goroutines_median_thirds=%.0f,%.0f goroutines_peak_thirds=%.0f,%.0f mb=%d rotations=%d es_restarts=%d",
-		mibs(heapFirst), mibs(heapLast), mibs(floorFirst), mibs(floorLast), gFirst, gLast, gPeakFirst, gPeakLast, alog.Bytes()/mib, alog.Rotations(), restarts)
+	flat := fmt.Sprintf("heap_peak_thirds=%s,%s heap_p90_thirds=%s,%s heap_floor_thirds=%s,%s goroutines_median_thirds=%.0f,%.0f goroutines_peak_thirds=%.0f,%.0f mb=%d rotations=%d es_restarts=%d",
+		mibs(heapFirst), mibs(heapLast), mibs(highFirst), mibs(highLast), mibs(floorFirst), mibs(floorLast), gFirst, gLast, gPeakFirst, gPeakLast, alog.Bytes()/mib, alog.Rotations(), restarts)
 	for _, k := range []struct {
 		name        string
 		vl          *vlogs.Server
@@ -77,10 +78,13 @@ func TestSoak(t *testing.T) {
 	if len(firstThird) == 0 || len(lastThird) == 0 {
 		t.Fatalf("harness: no samples in the first or the last third (%d, %d)", len(firstThird), len(lastThird))
 	}
-	// The peak says how high garbage piles up between collections; the
-	// floor (the 10th percentile), what survives them.
-	if heapLast > heapFirst*1.3+8*mib {
-		t.Errorf("heap in use peaked at %s in the first third of the soak, at %s in the last: it grows", mibs(heapFirst), mibs(heapLast))
+	// The 90th percentile says how high garbage piles up between
+	// collections; the floor (the 10th percentile), what survives them.
+	// Not the single highest sample: that is where one collection fell
+	// against one burst of catching up after an outage, and moved from 26
+	// to 50 MiB between runs of the same code.
+	if highLast > highFirst*1.3+8*mib {
+		t.Errorf("heap in use (90th percentile) was %s in the first third of the soak, %s in the last: it grows", mibs(highFirst), mibs(highLast))
 	}
 	if floorLast > floorFirst*1.3+4*mib {
 		t.Errorf("heap in use after collections (10th percentile) was %s in the first third of the soak, %s in the last: it grows", mibs(floorFirst), mibs(floorLast))
