@@ -3,7 +3,6 @@ package shipper
 import (
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -12,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/audit-shipper/audit-shipper/internal/shipperproc"
 )
 
 func testPositions() map[string]Position {
@@ -244,28 +245,6 @@ func TestPositionsMissing(t *testing.T) {
 	})
 }
 
-// readOnlyDir makes dir unwritable, even for root (which ignores
-// permissions: the immutable attribute stops it), and returns a function
-// that makes it writable again.
-func readOnlyDir(t *testing.T, dir string) (writable func()) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		if err := os.Chmod(dir, 0o500); err != nil {
-			t.Fatal(err)
-		}
-		writable = func() { os.Chmod(dir, 0o700) }
-		t.Cleanup(writable)
-		return writable
-	}
-	if out, err := exec.Command("chattr", "+i", dir).CombinedOutput(); err != nil {
-		t.Fatalf("running as root, the test makes %s immutable with chattr +i and cannot: %v %s; "+
-			"install e2fsprogs, set TMPDIR to an ext4, xfs or btrfs directory, or run the test as another user", dir, err, out)
-	}
-	writable = func() { exec.Command("chattr", "-i", dir).Run() }
-	t.Cleanup(writable)
-	return writable
-}
-
 func TestPositionsReadOnlyDirectory(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "positions.json")
@@ -277,7 +256,7 @@ func TestPositionsReadOnlyDirectory(t *testing.T) {
 	if err := s.save(); err != nil {
 		t.Fatal(err)
 	}
-	writable := readOnlyDir(t, dir)
+	writable := shipperproc.ReadOnlyDir(t, dir, 0o700)
 	s.set("loki", Position{Offset: 2})
 	err = s.save()
 	if err == nil {

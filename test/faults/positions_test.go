@@ -17,28 +17,6 @@ import (
 	"github.com/audit-shipper/audit-shipper/internal/shipperproc"
 )
 
-// readOnlyDir makes dir unwritable: for root, which permissions do not
-// stop, with the immutable attribute (chattr +i); for anyone else with
-// mode 0500. It returns the function that makes it writable again.
-func readOnlyDir(t *testing.T, dir string) (writable func()) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		if err := os.Chmod(dir, 0o500); err != nil {
-			t.Fatal(err)
-		}
-		writable = func() { os.Chmod(dir, 0o755) }
-		t.Cleanup(writable)
-		return writable
-	}
-	if out, err := exec.Command("chattr", "+i", dir).CombinedOutput(); err != nil {
-		t.Fatalf("running as root, the test makes %s immutable with chattr +i and cannot: %v %s; "+
-			"install e2fsprogs, set TMPDIR to an ext4, xfs or btrfs directory, or run the test as another user", dir, err, out)
-	}
-	writable = func() { exec.Command("chattr", "-i", dir).Run() }
-	t.Cleanup(writable)
-	return writable
-}
-
 // tinyTmpfs mounts a 64 KiB tmpfs on dir for the test's duration: a
 // filesystem that can be filled in an instant.
 func tinyTmpfs(t *testing.T, dir string) {
@@ -91,7 +69,7 @@ func TestPositionsDirectory(t *testing.T) {
 		tmpfs    bool
 		breakDir func(t *testing.T, dir string) (fix func())
 	}{
-		{"read-only", false, readOnlyDir},
+		{"read-only", false, func(t *testing.T, dir string) func() { return shipperproc.ReadOnlyDir(t, dir, 0o755) }},
 		{"full", true, fill},
 	} {
 		t.Run(c.name, func(t *testing.T) {
