@@ -232,8 +232,10 @@ func shipAndStop(t *testing.T) (*shipper, *shipperproc.AuditLog, string) {
 	return s, alog, out
 }
 
-func testPositionsRefused(t *testing.T, name string, corrupt func([]byte) []byte) {
-	begin := time.Now()
+// shipCorruptAndWrite ships a log and stops, passes the positions file it
+// saved through corrupt, and writes 300 events more for the next start.
+func shipCorruptAndWrite(t *testing.T, corrupt func([]byte) []byte) (*shipper, *shipperproc.AuditLog, string) {
+	t.Helper()
 	s, alog, out := shipAndStop(t)
 	saved, err := os.ReadFile(s.opts.positions)
 	if err != nil {
@@ -245,6 +247,12 @@ func testPositionsRefused(t *testing.T, name string, corrupt func([]byte) []byte
 	if err := alog.WriteN(300); err != nil {
 		t.Fatal(err)
 	}
+	return s, alog, out
+}
+
+func testPositionsRefused(t *testing.T, name string, corrupt func([]byte) []byte) {
+	begin := time.Now()
+	s, alog, out := shipCorruptAndWrite(t, corrupt)
 	before, _ := fileHeld(t, out)
 
 	s.Start()
@@ -292,17 +300,7 @@ func testPositionsRefused(t *testing.T, name string, corrupt func([]byte) []byte
 
 func testPositionsRecovered(t *testing.T, name string, corrupt func([]byte) []byte) {
 	begin := time.Now()
-	s, alog, out := shipAndStop(t)
-	saved, err := os.ReadFile(s.opts.positions)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(s.opts.positions, corrupt(saved), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := alog.WriteN(300); err != nil {
-		t.Fatal(err)
-	}
+	s, alog, out := shipCorruptAndWrite(t, corrupt)
 	alog.Close(t)
 	before, _ := fileHeld(t, out)
 	s.Start()
