@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/audit-shipper/audit-shipper/config"
+	"github.com/audit-shipper/audit-shipper/internal/reuse"
 	"github.com/audit-shipper/audit-shipper/parse"
 	"github.com/audit-shipper/audit-shipper/rules"
 	"github.com/audit-shipper/audit-shipper/signals"
@@ -47,9 +48,12 @@ type pipeline struct {
 	// released is poked by the committer when in-flight bytes drop.
 	released chan struct{}
 
-	batches sync.Pool
-	// arenaSize is the arena a pooled batch starts with; one that grew past
-	// twice that (a line longer than max_bytes) is not pooled, so that
+	// batches keeps acknowledged batches for the reader, across garbage
+	// collections: one per sender, the one waiting for a sender and the one
+	// being filled are all that can be in use.
+	batches *reuse.List[*batch]
+	// arenaSize is the arena a new batch starts with; one that grew past
+	// twice that (a line longer than max_bytes) is not kept, so that
 	// memory follows the batch size, not the longest line met.
 	arenaSize int
 }
@@ -82,9 +86,9 @@ func newPipeline(name string, sink sinks.Sink, cfg config.Sink, src config.Sourc
 		maxInflight: int64(cfg.MaxInflightBytes),
 	}
 	p.arenaSize = int(cfg.Batch.MaxBytes)
-	p.batches.New = func() any {
+	p.batches = reuse.NewList(requests+2, func() *batch {
 		return &batch{arena: make([]byte, 0, p.arenaSize)}
-	}
+	})
 	return p
 }
 
@@ -399,7 +403,7 @@ func (r *reader) mark(pos Position) {
 
 func (r *reader) batch() *batch {
 	if r.b == nil {
-		r.b = r.p.batches.Get().(*batch)
+		r.b = r.p.batches.Get()
 		r.b.first = time.Now()
 		r.timer.Reset(r.p.cfg.Batch.MaxWait.D())
 	}
@@ -700,7 +704,7 @@ func (p *pipeline) commit(in <-chan *batch) {
 	}
 }
 
-// recycle pools an acknowledged batch for the reader, unless a very long
+// recycle keeps an acknowledged batch for the reader, unless a very long
 // line made its arena too large to be worth keeping.
 func (p *pipeline) recycle(b *batch) {
 	if cap(b.arena) > 2*p.arenaSize || cap(b.strs) > 2*p.arenaSize {

@@ -19,13 +19,13 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/elastic/go-elasticsearch/v8"
 	"github.com/klauspost/compress/gzip"
 
 	"github.com/audit-shipper/audit-shipper/config"
+	"github.com/audit-shipper/audit-shipper/internal/reuse"
 	"github.com/audit-shipper/audit-shipper/sinks"
 )
 
@@ -39,8 +39,24 @@ type Sink struct {
 	enc     encoder
 	m       *metrics
 
-	states sync.Pool // *encodeState
-	gzips  sync.Pool // *gzipState
+	// requests holds one set of buffers per request in flight, kept
+	// across garbage collections; a set comes back once the transport is
+	// done with the body built in it.
+	requests *reuse.List[*request]
+}
+
+// request is the buffers of one bulk request.
+type request struct {
+	enc encodeState
+	gz  gzipState
+}
+
+// maxKeptBuffer is the largest buffer kept for the next request: a batch
+// of unusually long lines does not pin its memory for good.
+const maxKeptBuffer = 16 << 20
+
+func (r *request) oversized() bool {
+	return cap(r.enc.body) > maxKeptBuffer || r.gz.buf.Cap() > maxKeptBuffer
 }
 
 var _ sinks.Sink = (*Sink)(nil)
@@ -117,8 +133,7 @@ func New(sec *config.Sink, env sinks.Env) (*Sink, error) {
 		},
 		m: m,
 	}
-	s.states.New = func() any { return &encodeState{} }
-	s.gzips.New = func() any { return &gzipState{} }
+	s.requests = reuse.NewList(max(1, sec.MaxRequestsInFlight), func() *request { return &request{} })
 	return s, nil
 }
 
@@ -170,22 +185,24 @@ func (g *gzipState) compress(body []byte) ([]byte, error) {
 // Send indexes recs with one bulk request; see sinks.Sink for what its
 // error means.
 func (s *Sink) Send(ctx context.Context, recs []sinks.Record) error {
-	st := s.states.Get().(*encodeState)
-	defer s.states.Put(st)
-	s.enc.encode(st, recs)
-	payload := st.body
+	rq := s.requests.Get()
+	done := func() {
+		if !rq.oversized() {
+			s.requests.Put(rq)
+		}
+	}
+	s.enc.encode(&rq.enc, recs)
+	payload := rq.enc.body
 	s.m.bodyBytes.Add(float64(len(payload)))
-	var gz *gzipState
 	if s.set.Compress {
-		gz = s.gzips.Get().(*gzipState)
-		defer s.gzips.Put(gz)
 		var err error
-		if payload, err = gz.compress(payload); err != nil {
-			return fmt.Errorf("cannot gzip a bulk body of %d bytes: %w", len(st.body), err)
+		if payload, err = rq.gz.compress(payload); err != nil {
+			done()
+			return fmt.Errorf("cannot gzip a bulk body of %d bytes: %w", len(rq.enc.body), err)
 		}
 	}
 
-	failed, err := s.post(ctx, payload, recs)
+	failed, err := s.post(ctx, payload, recs, done)
 	if err != nil {
 		return err
 	}
@@ -195,14 +212,19 @@ func (s *Sink) Send(ctx context.Context, recs []sinks.Record) error {
 	return failed
 }
 
-// post sends one bulk body and classifies the answer.
-func (s *Sink) post(ctx context.Context, payload []byte, recs []sinks.Record) (sinks.ItemErrors, error) {
+// post sends one bulk body and classifies the answer. done runs once the
+// body is no longer read.
+func (s *Sink) post(ctx context.Context, payload []byte, recs []sinks.Record, done func()) (sinks.ItemErrors, error) {
 	rctx, cancel := context.WithTimeout(ctx, s.set.Timeout.D())
 	defer cancel()
-	req, err := http.NewRequestWithContext(rctx, http.MethodPost, "/_bulk", bytes.NewReader(payload))
+	req, err := http.NewRequestWithContext(rctx, http.MethodPost, "/_bulk", nil)
 	if err != nil {
+		done()
 		return nil, fmt.Errorf("cannot build the bulk request: %w", err)
 	}
+	// If the request never reaches the transport (no node to send it to),
+	// nothing closes its body and the buffers are left to the collector.
+	defer reuse.Lend(req, payload, done).Release()
 	req.Header.Set("Content-Type", "application/x-ndjson")
 	if s.set.Compress {
 		req.Header.Set("Content-Encoding", "gzip")

@@ -1,7 +1,6 @@
 package loki
 
 import (
-	"bytes"
 	"slices"
 	"strconv"
 	"strings"
@@ -86,7 +85,7 @@ func (e *encoder) oversized() bool {
 
 // encoded is a request body and what it holds.
 type encoded struct {
-	body      []byte // never reused by the encoder
+	body      []byte // the encoder's until it encodes again
 	entries   int
 	truncated int // entries shrunk to fit max_line_size
 }
@@ -237,11 +236,9 @@ func (e *encoder) protobuf() []byte {
 	// s2 writes snappy's block format (snappy.Decode reads it back byte
 	// for byte) 1.5x faster than golang/snappy, and a little smaller.
 	e.snappy = s2.EncodeSnappy(e.snappy[:cap(e.snappy)], e.proto)
-	// The body itself is a fresh copy: the transport may still read it
-	// after Send returns (a server that answers before reading it all), so
-	// it is never reused. A copy of the compressed bytes costs a third of
-	// an allocation of snappy's bound, which must be zeroed.
-	return bytes.Clone(e.snappy)
+	// The body is lent to the request (reuse.Lend): the encoder is not
+	// used again until the transport has finished reading it.
+	return e.snappy
 }
 
 // appendJSON writes the streams in the JSON form of the push API:

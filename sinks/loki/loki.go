@@ -18,10 +18,10 @@ import (
 	"net"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/audit-shipper/audit-shipper/config"
+	"github.com/audit-shipper/audit-shipper/internal/reuse"
 	"github.com/audit-shipper/audit-shipper/sinks"
 )
 
@@ -34,7 +34,10 @@ type Sink struct {
 	set     *settings
 	client  *http.Client
 	metrics *metrics
-	pool    sync.Pool // of *encoder
+	// encoders holds one per request in flight, kept across garbage
+	// collections; an encoder comes back once the transport is done with
+	// the body it built.
+	encoders *reuse.List[*encoder]
 }
 
 var _ sinks.Sink = (*Sink)(nil)
@@ -76,19 +79,20 @@ func New(sec *config.Sink, env sinks.Env) (*Sink, error) {
 		client:  &http.Client{Transport: transport},
 		metrics: m,
 	}
-	s.pool.New = func() any { return newEncoder(set) }
+	s.encoders = reuse.NewList(max(1, sec.MaxRequestsInFlight), func() *encoder { return newEncoder(set) })
 	return s, nil
 }
 
 // Send encodes recs into one push request and sends it once; the shipper
 // retries. See sinks.Sink for what each error means.
 func (s *Sink) Send(ctx context.Context, recs []sinks.Record) error {
-	enc := s.pool.Get().(*encoder)
+	enc := s.encoders.Get()
 	out := enc.encode(recs)
-	if !enc.oversized() {
-		s.pool.Put(enc)
-	}
-	return s.push(ctx, out)
+	return s.push(ctx, out, func() {
+		if !enc.oversized() {
+			s.encoders.Put(enc)
+		}
+	})
 }
 
 // Close releases idle connections.
@@ -97,18 +101,22 @@ func (s *Sink) Close() error {
 	return nil
 }
 
-// push sends one request body and classifies the outcome.
-func (s *Sink) push(ctx context.Context, out encoded) error {
+// push sends one request body and classifies the outcome. done runs once
+// the body is no longer read.
+func (s *Sink) push(ctx context.Context, out encoded, done func()) error {
 	body, n := out.body, out.entries
 	rctx, cancel := context.WithTimeout(ctx, s.set.timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(rctx, http.MethodPost, s.set.url, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(rctx, http.MethodPost, s.set.url, nil)
 	if err != nil {
+		done()
 		return fmt.Errorf("building a push request to %s: %w", s.set.url, err)
 	}
 	if err := s.header(req.Header); err != nil {
+		done()
 		return err
 	}
+	defer reuse.Lend(req, body, done).Release()
 
 	start := time.Now()
 	resp, err := s.client.Do(req)
