@@ -81,8 +81,18 @@ type cursor struct {
 func newCursor(live string, maxLine int, log *slog.Logger) *cursor {
 	// The buffer holds up to maxLine+1 bytes: a line of exactly maxLine
 	// bytes is still seen whole, with its newline.
-	return &cursor{live: live, maxLine: maxLine, log: log, buf: make([]byte, min(64<<10, maxLine+1)), ids: identities{}}
+	return &cursor{live: live, maxLine: maxLine, log: log, buf: make([]byte, min(readSize, maxLine+1)), ids: identities{}}
 }
+
+const (
+	// readSize is the cursor's buffer, and so its largest read, while
+	// lines are shorter.
+	readSize = 64 << 10
+	// keptBuffer is the largest buffer kept once the lines that grew it
+	// are read: a few lines of max_line_bytes would otherwise hold that
+	// much in each sink's cursor for good.
+	keptBuffer = 256 << 10
+)
 
 // list lists the generations on disk and forgets the identities of those
 // gone.
@@ -198,8 +208,13 @@ func (c *cursor) close() {
 // fill reads more of the open generation into buf.
 func (c *cursor) fill() (int, error) {
 	if c.start > 0 {
-		c.end = copy(c.buf, c.buf[c.start:c.end])
+		buf := c.buf
+		if len(buf) > keptBuffer && c.end-c.start <= readSize {
+			buf = make([]byte, readSize)
+		}
+		c.end = copy(buf, c.buf[c.start:c.end])
 		c.start = 0
+		c.buf = buf
 	}
 	if c.end == len(c.buf) {
 		c.buf = append(c.buf, make([]byte, min(len(c.buf), c.maxLine+1-len(c.buf)))...)

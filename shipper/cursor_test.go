@@ -239,6 +239,43 @@ func TestCursorMaxLineBoundary(t *testing.T) {
 	}
 }
 
+// TestCursorBufferShrinksAfterLongLines: the buffer grows for a long line
+// and goes back to its first size once the lines are short again, so a
+// few long events do not hold a megabyte in each sink's cursor for good.
+func TestCursorBufferShrinksAfterLongLines(t *testing.T) {
+	_, live := testLog(t)
+	long := strings.Repeat("x", 1<<20)
+	short := strings.Repeat("s", 100) + "\n"
+	content := strings.Repeat(short, 1000) + long + "\n" + strings.Repeat(short, 2000)
+	appendFile(t, backupPath(live, stamp0), content)
+	c := newTestCursor(t, live, 4<<20)
+	if err := c.startAt("beginning"); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	grown := 0
+	for {
+		line, _, tooLong, err := c.next()
+		if err != nil {
+			break
+		}
+		if tooLong {
+			t.Fatalf("a line of %d bytes came back tooLong", len(line))
+		}
+		got = append(got, string(line))
+		grown = max(grown, len(c.buf))
+	}
+	if want := strings.Split(strings.TrimSuffix(content, "\n"), "\n"); !slices.Equal(got, want) {
+		t.Fatalf("read %d lines, want %d, or they differ", len(got), len(want))
+	}
+	if grown <= 1<<20 {
+		t.Fatalf("the buffer never grew past %d bytes for a line of 1 MiB", grown)
+	}
+	if len(c.buf) > keptBuffer {
+		t.Errorf("after the long line and 2000 short ones the buffer is still %d bytes, want at most %d", len(c.buf), keptBuffer)
+	}
+}
+
 // TestCursorRestAcrossReads streams an over-long line that arrives in
 // pieces while the cursor waits for it, in a live file that then rotates.
 func TestCursorRestAcrossReads(t *testing.T) {

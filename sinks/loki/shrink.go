@@ -56,7 +56,12 @@ func (e *encoder) shrink(line []byte, max int) ([]byte, string) {
 			break
 		}
 	}
-	e.scratch = cur
+	// Lines over max_line_size are few: keep a scratch buffer that fits
+	// one, but not one that fits the longest line ever met.
+	e.scratch = nil
+	if cap(cur) <= 2*max {
+		e.scratch = cur
+	}
 	if len(removed) == 0 {
 		return line, ""
 	}
