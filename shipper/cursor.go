@@ -72,6 +72,10 @@ type cursor struct {
 
 	readPos    int64 // content bytes taken from the file into buf
 	buf        []byte
+	// longAt is readPos when a line that needs more than keptBuffer was
+	// last met, and shrinkAfter how much is read after that before buf
+	// may shrink.
+	longAt, shrinkAfter int64
 	start, end int // buf[start:end] is read and not yet returned
 
 	ahead []FileRef
@@ -81,17 +85,21 @@ type cursor struct {
 func newCursor(live string, maxLine int, log *slog.Logger) *cursor {
 	// The buffer holds up to maxLine+1 bytes: a line of exactly maxLine
 	// bytes is still seen whole, with its newline.
-	return &cursor{live: live, maxLine: maxLine, log: log, buf: make([]byte, min(readSize, maxLine+1)), ids: identities{}}
+	return &cursor{live: live, maxLine: maxLine, log: log, buf: make([]byte, min(readSize, maxLine+1)), shrinkAfter: shrinkAfter, ids: identities{}}
 }
 
 const (
 	// readSize is the cursor's buffer, and so its largest read, while
 	// lines are shorter.
 	readSize = 64 << 10
-	// keptBuffer is the largest buffer kept once the lines that grew it
-	// are read: a few lines of max_line_bytes would otherwise hold that
-	// much in each sink's cursor for good.
-	keptBuffer = 256 << 10
+	// keptBuffer is the largest buffer kept for good. One grown past it by
+	// a long line goes back to readSize once shrinkAfter bytes have been
+	// read since the last such line: a few events of max_line_bytes would
+	// otherwise hold that much in each sink's cursor for good, and
+	// shrinking it after every one (the corpus has one every 5 MB) would
+	// allocate it again each time.
+	keptBuffer  = 256 << 10
+	shrinkAfter = 64 << 20
 )
 
 // list lists the generations on disk and forgets the identities of those
@@ -209,7 +217,7 @@ func (c *cursor) close() {
 func (c *cursor) fill() (int, error) {
 	if c.start > 0 {
 		buf := c.buf
-		if len(buf) > keptBuffer && c.end-c.start <= readSize {
+		if len(buf) > keptBuffer && c.readPos-c.longAt > c.shrinkAfter && c.end-c.start <= readSize {
 			buf = make([]byte, readSize)
 		}
 		c.end = copy(buf, c.buf[c.start:c.end])
@@ -236,12 +244,16 @@ func (c *cursor) fill() (int, error) {
 func (c *cursor) next() (line []byte, off int64, tooLong bool, err error) {
 	for {
 		if i := bytes.IndexByte(c.buf[c.start:c.end], '\n'); i >= 0 {
+			if i >= keptBuffer {
+				c.longAt = c.readPos
+			}
 			off = c.offset()
 			line = c.buf[c.start : c.start+i]
 			c.start += i + 1
 			return line, off, false, nil
 		}
 		if c.end-c.start > c.maxLine {
+			c.longAt = c.readPos
 			off = c.offset()
 			line = c.buf[c.start : c.start+c.maxLine]
 			c.start += c.maxLine

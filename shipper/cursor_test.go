@@ -240,39 +240,58 @@ func TestCursorMaxLineBoundary(t *testing.T) {
 }
 
 // TestCursorBufferShrinksAfterLongLines: the buffer grows for a long line
-// and goes back to its first size once the lines are short again, so a
-// few long events do not hold a megabyte in each sink's cursor for good.
+// and goes back to its first size once shrinkAfter bytes of short lines
+// have been read, so a few long events do not hold a megabyte in each
+// sink's cursor for good; long lines that keep coming keep it.
 func TestCursorBufferShrinksAfterLongLines(t *testing.T) {
-	_, live := testLog(t)
-	long := strings.Repeat("x", 1<<20)
+	long := strings.Repeat("x", 1<<20) + "\n"
 	short := strings.Repeat("s", 100) + "\n"
-	content := strings.Repeat(short, 1000) + long + "\n" + strings.Repeat(short, 2000)
-	appendFile(t, backupPath(live, stamp0), content)
-	c := newTestCursor(t, live, 4<<20)
-	if err := c.startAt("beginning"); err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	grown := 0
-	for {
-		line, _, tooLong, err := c.next()
-		if err != nil {
-			break
-		}
-		if tooLong {
-			t.Fatalf("a line of %d bytes came back tooLong", len(line))
-		}
-		got = append(got, string(line))
-		grown = max(grown, len(c.buf))
-	}
-	if want := strings.Split(strings.TrimSuffix(content, "\n"), "\n"); !slices.Equal(got, want) {
-		t.Fatalf("read %d lines, want %d, or they differ", len(got), len(want))
-	}
-	if grown <= 1<<20 {
-		t.Fatalf("the buffer never grew past %d bytes for a line of 1 MiB", grown)
-	}
-	if len(c.buf) > keptBuffer {
-		t.Errorf("after the long line and 2000 short ones the buffer is still %d bytes, want at most %d", len(c.buf), keptBuffer)
+	for _, tc := range []struct {
+		name    string
+		content string
+		kept    bool // the buffer is still large at the end
+	}{
+		{"short lines after the long one", strings.Repeat(short, 100) + long + strings.Repeat(short, 30000), false},
+		{"too few short lines after it", strings.Repeat(short, 100) + long + strings.Repeat(short, 500), true},
+		{"long lines keep coming", strings.Repeat(strings.Repeat(short, 500)+long, 4) + short, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, live := testLog(t)
+			appendFile(t, backupPath(live, stamp0), tc.content)
+			c := newTestCursor(t, live, 4<<20)
+			c.shrinkAfter = 200_000
+			if err := c.startAt("beginning"); err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			grown, shrunk := 0, 0
+			for {
+				line, _, tooLong, err := c.next()
+				if err != nil {
+					break
+				}
+				if tooLong {
+					t.Fatalf("a line of %d bytes came back tooLong", len(line))
+				}
+				got = append(got, string(line))
+				if len(c.buf) < grown {
+					shrunk++
+				}
+				grown = max(grown, len(c.buf))
+			}
+			if want := strings.Split(strings.TrimSuffix(tc.content, "\n"), "\n"); !slices.Equal(got, want) {
+				t.Fatalf("read %d lines, want %d, or they differ", len(got), len(want))
+			}
+			if grown <= 1<<20 {
+				t.Fatalf("the buffer never grew past %d bytes for a line of 1 MiB", grown)
+			}
+			if large := len(c.buf) > keptBuffer; large != tc.kept {
+				t.Errorf("the buffer is %d bytes at the end (kept up to %d), want it kept large: %v", len(c.buf), keptBuffer, tc.kept)
+			}
+			if shrunk > 1 {
+				t.Errorf("the buffer shrank %d times", shrunk)
+			}
+		})
 	}
 }
 

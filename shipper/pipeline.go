@@ -50,7 +50,9 @@ type pipeline struct {
 
 	// batches keeps acknowledged batches for the reader, across garbage
 	// collections: one per sender, the one waiting for a sender and the one
-	// being filled are all that can be in use.
+	// being filled. Keeping more (for those acknowledged late, behind a
+	// slower request) costs more than it saves: what is kept counts as
+	// live, and the heap may grow to half as much again as what is live.
 	batches *reuse.List[*batch]
 	// arenaSize is the arena a new batch starts with; one that grew past
 	// twice that (a line longer than max_bytes) is not kept, so that

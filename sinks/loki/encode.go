@@ -1,6 +1,7 @@
 package loki
 
 import (
+	"encoding/binary"
 	"slices"
 	"strconv"
 	"strings"
@@ -8,6 +9,7 @@ import (
 	"unsafe"
 
 	"github.com/klauspost/compress/s2"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/audit-shipper/audit-shipper/parse"
 	"github.com/audit-shipper/audit-shipper/sinks"
@@ -52,7 +54,6 @@ type encoder struct {
 	proto   []byte
 	sizes   []int  // the entries' sizes in proto, for appendPushRequest
 	snappy  []byte // proto compressed
-	scratch []byte // a line being shrunk
 	// jsonSize is the size of the last JSON body, to size the next one.
 	jsonSize int
 }
@@ -80,7 +81,7 @@ func (e *encoder) reset() {
 // oversized reports whether the encoder holds more memory than is worth
 // keeping for the next batch.
 func (e *encoder) oversized() bool {
-	return cap(e.proto) > maxKeptBuffer || cap(e.snappy) > maxKeptBuffer || cap(e.values) > maxKeptBuffer || cap(e.scratch) > maxKeptBuffer
+	return cap(e.proto) > maxKeptBuffer || cap(e.snappy) > maxKeptBuffer || cap(e.values) > maxKeptBuffer
 }
 
 // encoded is a request body and what it holds.
@@ -231,14 +232,50 @@ func (e *encoder) labelSet() *labelSet {
 
 // protobuf marshals the streams as a PushRequest and compresses it with
 // snappy (block format), as Loki's push API expects.
+//
+// The request is compressed piece by piece as it is written: a snappy
+// block is the length of what it decodes to, then elements (literals, and
+// copies of what was decoded before), so the elements of consecutive
+// pieces make one block. The encoder then holds a piece of protobuf and
+// the compressed request, instead of the whole request and snappy's worst
+// case for it.
 func (e *encoder) protobuf() []byte {
-	e.proto, e.sizes = appendPushRequest(e.proto[:0], e.streams, e.sizes)
-	// s2 writes snappy's block format (snappy.Decode reads it back byte
-	// for byte) 1.5x faster than golang/snappy, and a little smaller.
-	e.snappy = s2.EncodeSnappy(e.snappy[:cap(e.snappy)], e.proto)
+	e.snappy = binary.AppendUvarint(e.snappy[:0], uint64(pushRequestSize(e.streams)))
+	e.proto, e.sizes = appendPushRequest(e.proto[:0], e.streams, e.sizes, e.drain)
+	if len(e.proto) > 0 {
+		e.snappy = appendSnappy(e.snappy, e.proto)
+	}
 	// The body is lent to the request (reuse.Lend): the encoder is not
 	// used again until the transport has finished reading it.
 	return e.snappy
+}
+
+// snappyPiece is how much protobuf is compressed at a time. Smaller
+// pieces find fewer matches: a batch of corpus events compresses to 30.1%
+// whole, 30.6% in pieces of 512 KiB, 31.2% in pieces of 256 KiB, 34.8% in
+// pieces of 64 KiB (BenchmarkEncode/protobuf, out/in).
+const snappyPiece = 256 << 10
+
+// drain compresses the whole pieces at the start of p into e.snappy and
+// returns the rest, moved to the front of p.
+func (e *encoder) drain(p []byte) []byte {
+	if len(p) < snappyPiece {
+		return p
+	}
+	n := len(p) / snappyPiece * snappyPiece
+	for off := 0; off < n; off += snappyPiece {
+		e.snappy = appendSnappy(e.snappy, p[off:off+snappyPiece])
+	}
+	return p[:copy(p, p[n:])]
+}
+
+// appendSnappy appends the elements of src's snappy block to dst: the
+// block without its length.
+func appendSnappy(dst, src []byte) []byte {
+	dst = slices.Grow(dst, s2.MaxEncodedLen(len(src)))
+	blk := s2.EncodeSnappy(dst[len(dst):cap(dst)], src)
+	head := protowire.SizeVarint(uint64(len(src)))
+	return dst[:len(dst)+copy(blk, blk[head:])]
 }
 
 // appendJSON writes the streams in the JSON form of the push API:

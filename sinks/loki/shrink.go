@@ -35,7 +35,11 @@ var shrinkSteps = []struct {
 // and stays valid until the batch is built; it uses e.parser, so the
 // caller's *parse.Event is invalid afterwards.
 func (e *encoder) shrink(line []byte, max int) ([]byte, string) {
-	cur := append(e.scratch[:0], line...)
+	// The line is cut where it lands, at the end of e.values: no buffer
+	// of its own, which would be as large as the longest line shrunk.
+	start := len(e.values)
+	e.values = append(e.values, line...)
+	cur := e.values[start:]
 	var removed []string
 	for _, step := range shrinkSteps {
 		ev, err := e.parser.Parse(cur)
@@ -56,18 +60,12 @@ func (e *encoder) shrink(line []byte, max int) ([]byte, string) {
 			break
 		}
 	}
-	// Lines over max_line_size are few: keep a scratch buffer that fits
-	// one, but not one that fits the longest line ever met.
-	e.scratch = nil
-	if cap(cur) <= 2*max {
-		e.scratch = cur
-	}
 	if len(removed) == 0 {
+		e.values = e.values[:start]
 		return line, ""
 	}
-	start := len(e.values)
-	e.values = append(e.values, cur...)
-	return e.values[start:], strings.Join(removed, ",")
+	e.values = e.values[:start+len(cur)]
+	return cur[:len(cur):len(cur)], strings.Join(removed, ",")
 }
 
 // removeMember deletes the object member r (key, colon, value) from the

@@ -39,8 +39,11 @@ type stream struct {
 
 // appendPushRequest appends the PushRequest of streams to b. sizes is
 // scratch space for the entries' sizes, returned for the next call: each
-// is computed once, for its stream's length and then its own.
-func appendPushRequest(b []byte, streams []stream, sizes []int) ([]byte, []int) {
+// is computed once, for its stream's length and then its own. After each
+// entry, drain (when not nil) takes b and returns the buffer to go on
+// with: the snappy encoder compresses and drops what is there, so the
+// whole request is never held.
+func appendPushRequest(b []byte, streams []stream, sizes []int, drain func([]byte) []byte) ([]byte, []int) {
 	for i := range streams {
 		s := &streams[i]
 		sizes = sizes[:0]
@@ -57,6 +60,9 @@ func appendPushRequest(b []byte, streams []stream, sizes []int) ([]byte, []int) 
 			b = protowire.AppendTag(b, 2, protowire.BytesType)
 			b = protowire.AppendVarint(b, uint64(sizes[j]))
 			b = appendEntry(b, &s.entries[j])
+			if drain != nil {
+				b = drain(b)
+			}
 		}
 	}
 	return b, sizes

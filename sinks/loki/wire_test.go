@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang/snappy"
 	"github.com/grafana/loki/pkg/push"
 )
 
@@ -38,7 +39,7 @@ func TestWireMatchesPushPackage(t *testing.T) {
 	}
 	for name, streams := range cases {
 		t.Run(name, func(t *testing.T) {
-			got, _ := appendPushRequest(nil, streams, nil)
+			got, _ := appendPushRequest(nil, streams, nil, nil)
 			if len(got) != pushRequestSize(streams) {
 				t.Errorf("pushRequestSize = %d, the encoding is %d bytes", pushRequestSize(streams), len(got))
 			}
@@ -91,4 +92,31 @@ func firstDiff(a, b []byte) int {
 		}
 	}
 	return min(len(a), len(b))
+}
+
+// TestSnappyInPieces: the body compressed piece by piece as the request is
+// written decodes, with Loki's snappy decoder, to the request written
+// whole, for batches below, at and well past one piece.
+func TestSnappyInPieces(t *testing.T) {
+	s, _ := newSink(t, "url: http://127.0.0.1:3100/loki/api/v1/push\nnode: cp-1")
+	e := newEncoder(s.set)
+	for _, n := range []int{1, 10, 100, 1000} {
+		recs := records(t, 3, n, time.Time{})
+		for i := range recs {
+			e.add(&recs[i])
+		}
+		want, _ := appendPushRequest(nil, e.streams, nil, nil)
+		body := e.protobuf()
+		e.reset()
+		got, err := snappy.Decode(nil, body)
+		if err != nil {
+			t.Fatalf("%d events: the body does not decode: %v", n, err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("%d events (%d bytes of protobuf, pieces of %d): decoded body differs at byte %d", n, len(want), snappyPiece, firstDiff(got, want))
+		}
+		if n == 1000 && len(want) < 3*snappyPiece {
+			t.Fatalf("1000 events make %d bytes of protobuf: not several pieces", len(want))
+		}
+	}
 }
