@@ -70,13 +70,13 @@ type cursor struct {
 	// again it checks that the file was not truncated meanwhile.
 	waited bool
 
-	readPos    int64 // content bytes taken from the file into buf
-	buf        []byte
+	readPos int64 // content bytes taken from the file into buf
+	buf     []byte
 	// longAt is readPos when a line that needs more than keptBuffer was
 	// last met, and shrinkAfter how much is read after that before buf
 	// may shrink.
 	longAt, shrinkAfter int64
-	start, end int // buf[start:end] is read and not yet returned
+	start, end          int // buf[start:end] is read and not yet returned
 
 	ahead []FileRef
 	ids   identities

@@ -51,9 +51,9 @@ type encoder struct {
 	values []byte
 	meta   []label
 
-	proto   []byte
-	sizes   []int  // the entries' sizes in proto, for appendPushRequest
-	snappy  []byte // proto compressed
+	proto  []byte
+	sizes  []int  // the entries' sizes in proto, for appendPushRequest
+	snappy []byte // proto compressed
 	// jsonSize is the size of the last JSON body, to size the next one.
 	jsonSize int
 }
