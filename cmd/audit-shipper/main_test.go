@@ -42,7 +42,7 @@ func TestRunExitCodes(t *testing.T) {
 	f([]string{"run", "--config", good, "extra"}, exitConfig, `unexpected argument "extra"`)
 }
 
-// TestTuneGC: the shipper collects at GOGC=50 unless the environment
+// TestTuneGC: the shipper collects at gcPercent unless the environment
 // says otherwise, and then leaves the runtime's choice alone.
 func TestTuneGC(t *testing.T) {
 	before := debug.SetGCPercent(100)
