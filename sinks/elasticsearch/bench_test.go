@@ -33,7 +33,7 @@ func BenchmarkEncode(b *testing.B) {
 			b.SetBytes(n)
 			b.ReportAllocs()
 			for b.Loop() {
-				enc.encode(st, recs)
+				enc.encode(st, recs, nil)
 			}
 			b.ReportMetric(float64(len(recs))*float64(b.N)/b.Elapsed().Seconds(), "docs/s")
 			b.ReportMetric(float64(len(st.body))/float64(n), "body/input")
@@ -47,7 +47,7 @@ func BenchmarkGzip(b *testing.B) {
 	recs, _ := benchRecords(b)
 	enc := testEncoder(b, BodyString)
 	st := &encodeState{}
-	enc.encode(st, recs)
+	enc.encode(st, recs, nil)
 	body := st.body
 	for _, c := range []struct {
 		name  string

@@ -154,32 +154,56 @@ func docFields(cluster, node string) []byte {
 	return b
 }
 
+// gzipState gzips a bulk body as it is encoded, piece by piece, so that
+// the whole NDJSON body is never held, only its compressed form.
 type gzipState struct {
 	w   *gzip.Writer
 	buf bytes.Buffer
+	err error // the first write's error
+	n   int   // NDJSON bytes written
 }
 
-// compress gzips body; the result is valid until g is reused.
-func (g *gzipState) compress(body []byte) ([]byte, error) {
+// gzipPiece is how much NDJSON is encoded before it is handed to gzip.
+const gzipPiece = 64 << 10
+
+func (g *gzipState) start() {
 	g.buf.Reset()
+	g.err, g.n = nil, 0
 	if g.w == nil {
 		// Level 1: audit NDJSON still shrinks several times over, at a
 		// fraction of the CPU of the default level (docs/sinks/elasticsearch.md).
-		w, err := gzip.NewWriterLevel(&g.buf, gzip.BestSpeed)
-		if err != nil {
-			return nil, err
-		}
-		g.w = w
+		// NewWriterLevel fails only for a level out of range.
+		g.w, _ = gzip.NewWriterLevel(&g.buf, gzip.BestSpeed)
 	} else {
 		g.w.Reset(&g.buf)
 	}
-	if _, err := g.w.Write(body); err != nil {
-		return nil, err
+}
+
+// drain compresses b once it holds a piece, and returns what the encoder
+// goes on appending to.
+func (g *gzipState) drain(b []byte) []byte {
+	if len(b) < gzipPiece {
+		return b
 	}
-	if err := g.w.Close(); err != nil {
-		return nil, err
+	g.write(b)
+	return b[:0]
+}
+
+func (g *gzipState) write(b []byte) {
+	g.n += len(b)
+	if g.err == nil {
+		_, g.err = g.w.Write(b)
 	}
-	return g.buf.Bytes(), nil
+}
+
+// finish compresses the rest, rest, and returns the gzip stream, valid
+// until g is started again.
+func (g *gzipState) finish(rest []byte) ([]byte, error) {
+	g.write(rest)
+	if g.err == nil {
+		g.err = g.w.Close()
+	}
+	return g.buf.Bytes(), g.err
 }
 
 // Send indexes recs with one bulk request; see sinks.Sink for what its
@@ -191,15 +215,21 @@ func (s *Sink) Send(ctx context.Context, recs []sinks.Record) error {
 			s.requests.Put(rq)
 		}
 	}
-	s.enc.encode(&rq.enc, recs)
-	payload := rq.enc.body
-	s.m.bodyBytes.Add(float64(len(payload)))
+	var payload []byte
 	if s.set.Compress {
+		rq.gz.start()
+		s.enc.encode(&rq.enc, recs, rq.gz.drain)
 		var err error
-		if payload, err = rq.gz.compress(payload); err != nil {
+		payload, err = rq.gz.finish(rq.enc.body)
+		s.m.bodyBytes.Add(float64(rq.gz.n))
+		if err != nil {
 			done()
-			return fmt.Errorf("cannot gzip a bulk body of %d bytes: %w", len(rq.enc.body), err)
+			return fmt.Errorf("cannot gzip a bulk body of %d bytes: %w", rq.gz.n, err)
 		}
+	} else {
+		s.enc.encode(&rq.enc, recs, nil)
+		payload = rq.enc.body
+		s.m.bodyBytes.Add(float64(len(payload)))
 	}
 
 	failed, err := s.post(ctx, payload, recs, done)

@@ -44,8 +44,11 @@ type encodeState struct {
 }
 
 // encode writes the bulk body for recs to st.body: one action and one
-// document per record, in order.
-func (e *encoder) encode(st *encodeState, recs []sinks.Record) {
+// document per record, in order. After each document, drain (when not
+// nil) takes st.body and returns the buffer to go on with: the gzip
+// writer compresses and drops what is there, so the whole body is never
+// held.
+func (e *encoder) encode(st *encodeState, recs []sinks.Record, drain func([]byte) []byte) {
 	st.body = st.body[:0]
 	for i := range recs {
 		r := &recs[i]
@@ -56,6 +59,9 @@ func (e *encoder) encode(st *encodeState, recs []sinks.Record) {
 		st.body = e.appendAction(st, st.body, r, ts)
 		st.body = e.appendDoc(st.body, r.Event, ts)
 		st.body = append(st.body, '\n')
+		if drain != nil {
+			st.body = drain(st.body)
+		}
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -12,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/klauspost/compress/gzip"
 
 	"github.com/audit-shipper/audit-shipper/corpus"
 	"github.com/audit-shipper/audit-shipper/parse"
@@ -67,7 +70,7 @@ func TestDocumentRoundTrip(t *testing.T) {
 		t.Run(bodies, func(t *testing.T) {
 			enc := testEncoder(t, bodies)
 			st := &encodeState{}
-			enc.encode(st, recs)
+			enc.encode(st, recs, nil)
 			actions, docs := pairs(t, st.body)
 			if len(docs) != len(recs) {
 				t.Fatalf("%d documents for %d records", len(docs), len(recs))
@@ -152,7 +155,7 @@ func decodeAny(t testing.TB, b []byte) any {
 func TestBulkGolden(t *testing.T) {
 	enc := testEncoder(t, BodyString)
 	st := &encodeState{}
-	enc.encode(st, fileRecords(t, "conflict.ndjson"))
+	enc.encode(st, fileRecords(t, "conflict.ndjson"), nil)
 	golden(t, filepath.Join("testdata", "conflict.bulk.golden"), st.body)
 }
 
@@ -321,7 +324,7 @@ func FuzzDocument(f *testing.F) {
 		}
 		r := record(t, &p, line)
 		st := &encodeState{}
-		enc.encode(st, []sinks.Record{r})
+		enc.encode(st, []sinks.Record{r}, nil)
 		_, docs := pairs(t, st.body)
 		doc := decode(t, docs[0])
 		for _, k := range []string{"@timestamp", "cluster", "node"} {
@@ -464,7 +467,7 @@ func TestTemplateCoversDocuments(t *testing.T) {
 			fields, dynamic := templateFields(t, comp)
 			enc := testEncoder(t, bodies)
 			st := &encodeState{}
-			enc.encode(st, recs)
+			enc.encode(st, recs, nil)
 			_, docs := pairs(t, st.body)
 			kinds := map[string]map[string]bool{}
 			for _, d := range docs {
@@ -524,9 +527,46 @@ func ExampleSink_documents() {
 	ev, _ := p.Parse(line)
 	enc := &encoder{target: &target{dataStream: true, raw: DefaultDataStream}, bodies: BodyString, fields: docFields("prod", "server-0")}
 	st := &encodeState{}
-	enc.encode(st, []sinks.Record{{Line: line, AuditID: ev.AuditID, Stage: ev.Stage, StageTime: ev.StageTime, ReceivedTime: ev.RequestReceived, Event: ev}})
+	enc.encode(st, []sinks.Record{{Line: line, AuditID: ev.AuditID, Stage: ev.Stage, StageTime: ev.StageTime, ReceivedTime: ev.RequestReceived, Event: ev}}, nil)
 	fmt.Print(string(st.body))
 	// Output:
 	// {"create":{"_index":"logs-kubernetes.audit-default","_id":"n_cAjZ2NgNTMjQxxkGKncQ"}}
 	// {"@timestamp":"2024-06-01T10:00:00.0042Z","cluster":"prod","node":"server-0","kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Request","auditID":"5e0b1d3c-0000-4000-8000-000000000001","stage":"ResponseComplete","verb":"create","requestObject":"{\"kind\":\"ConfigMap\",\"data\":{\"a\":\"b\"}}","requestReceivedTimestamp":"2024-06-01T10:00:00.000100Z","stageTimestamp":"2024-06-01T10:00:00.004200Z"}
+}
+
+// TestGzipInPieces: the bulk body gzipped piece by piece as it is encoded
+// decompresses to the body encoded whole, for batches below, at and well
+// past one piece, with the state reused from batch to batch as Send
+// reuses it.
+func TestGzipInPieces(t *testing.T) {
+	enc := testEncoder(t, BodyString)
+	var whole encodeState
+	var rq request
+	for _, n := range []int{1, 10, 100, 1000, 3} {
+		recs := records(t, 7, n, time.Time{})
+		enc.encode(&whole, recs, nil)
+		rq.gz.start()
+		enc.encode(&rq.enc, recs, rq.gz.drain)
+		gz, err := rq.gz.finish(rq.enc.body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		zr, err := gzip.NewReader(bytes.NewReader(gz))
+		if err != nil {
+			t.Fatalf("%d events: %v", n, err)
+		}
+		got, err := io.ReadAll(zr)
+		if err != nil {
+			t.Fatalf("%d events: the gzip stream does not decompress: %v", n, err)
+		}
+		if !bytes.Equal(got, whole.body) {
+			t.Fatalf("%d events: %d bytes decompressed, want the %d of the body encoded whole", n, len(got), len(whole.body))
+		}
+		if rq.gz.n != len(whole.body) {
+			t.Errorf("%d events: counted %d NDJSON bytes, want %d", n, rq.gz.n, len(whole.body))
+		}
+		if n == 1000 && (len(whole.body) < 4*gzipPiece || cap(rq.enc.body) > len(whole.body)/2) {
+			t.Errorf("1000 events: a body of %d bytes (pieces of %d) left an encoding buffer of %d", len(whole.body), gzipPiece, cap(rq.enc.body))
+		}
+	}
 }
