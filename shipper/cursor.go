@@ -215,14 +215,12 @@ func (c *cursor) close() {
 
 // fill reads more of the open generation into buf.
 func (c *cursor) fill() (int, error) {
+	if len(c.buf) > keptBuffer && c.readPos-c.longAt > c.shrinkAfter {
+		c.shrink()
+	}
 	if c.start > 0 {
-		buf := c.buf
-		if len(buf) > keptBuffer && c.readPos-c.longAt > c.shrinkAfter && c.end-c.start <= readSize {
-			buf = make([]byte, readSize)
-		}
-		c.end = copy(buf, c.buf[c.start:c.end])
+		c.end = copy(c.buf, c.buf[c.start:c.end])
 		c.start = 0
-		c.buf = buf
 	}
 	if c.end == len(c.buf) {
 		c.buf = append(c.buf, make([]byte, min(len(c.buf), c.maxLine+1-len(c.buf)))...)
@@ -231,6 +229,17 @@ func (c *cursor) fill() (int, error) {
 	c.end += n
 	c.readPos += int64(n)
 	return n, err
+}
+
+// shrink puts buf back to readSize when it is larger and what it holds
+// unread fits.
+func (c *cursor) shrink() {
+	if len(c.buf) > readSize && c.end-c.start <= readSize {
+		buf := make([]byte, readSize)
+		c.end = copy(buf, c.buf[c.start:c.end])
+		c.start = 0
+		c.buf = buf
+	}
 }
 
 // next returns the next line of the open generation, without its newline,

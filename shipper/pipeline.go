@@ -23,6 +23,11 @@ import (
 // at the directory anyway, to see generations rotated in and deleted again.
 const surveyEvery = 2 * time.Second
 
+// idleTrim is how long a sink's reader waits for lines, with nothing in
+// flight, before the buffers kept for the next batches are let go. A
+// variable for the tests.
+var idleTrim = time.Minute
+
 // pipeline carries one sink's events from its own cursor over the audit log
 // to its acknowledged position. Its reader goroutine owns the cursor and
 // the batch being filled; its senders own a batch each while it is sent;
@@ -149,6 +154,11 @@ type reader struct {
 	poll   *time.Ticker
 	timer  *time.Timer
 	survey time.Time
+	// idleAt is where the cursor stood when the reader began to wait
+	// there, at idleSince; trimmed is set once the buffers were let go.
+	idleAt    int64
+	idleSince time.Time
+	trimmed   bool
 }
 
 func (r *reader) run(ctx context.Context) {
@@ -451,7 +461,29 @@ func (r *reader) idle(ctx context.Context) {
 	if r.cur.final {
 		return // drain it to the end, then advance
 	}
+	r.trim()
 	r.wait(ctx)
+}
+
+// trim lets go of the buffers kept for the next batches (the reader's,
+// the cursor's, the sink's) once the reader has waited at the same place
+// for idleTrim with nothing in flight: what a burst or a catch-up took
+// goes back after it.
+func (r *reader) trim() {
+	now := time.Now()
+	if at := r.cur.readPos; at != r.idleAt || r.b != nil || r.p.inflight.Load() != 0 {
+		r.idleAt, r.idleSince, r.trimmed = at, now, false
+		return
+	}
+	if r.trimmed || now.Sub(r.idleSince) < idleTrim {
+		return
+	}
+	r.trimmed = true
+	r.p.batches.Drain()
+	r.cur.shrink()
+	if t, ok := r.p.sink.(Trimmer); ok {
+		t.Trim()
+	}
 }
 
 // wait blocks until the directory changes, the poll interval passes, the

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,6 +19,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/audit-shipper/audit-shipper/config"
+	"github.com/audit-shipper/audit-shipper/corpus"
+	"github.com/audit-shipper/audit-shipper/signals"
 	"github.com/audit-shipper/audit-shipper/sinks"
 )
 
@@ -317,4 +320,83 @@ func TestStartIsRetriedUntilItSucceeds(t *testing.T) {
 	if err := p.health.status(0); err != nil {
 		t.Fatalf("after a successful start the sink reports %v", err)
 	}
+}
+
+// trimSink counts what it is sent and how often it is told to trim.
+type trimSink struct {
+	n, trims atomic.Int64
+}
+
+func (s *trimSink) Send(_ context.Context, recs []sinks.Record) error {
+	s.n.Add(int64(len(recs)))
+	return nil
+}
+
+func (s *trimSink) Close() error { return nil }
+func (s *trimSink) Trim()        { s.trims.Add(1) }
+
+// TestIdleTrim: once a sink has waited for lines with nothing in flight
+// for idleTrim, its kept batches and the sink's own buffers are let go,
+// once per idle spell.
+func TestIdleTrim(t *testing.T) {
+	defer func(d time.Duration) { idleTrim = d }(idleTrim)
+	idleTrim = 150 * time.Millisecond
+	dir := t.TempDir()
+	live := filepath.Join(dir, "audit.log")
+	g := corpus.New(corpus.Options{Seed: 5})
+	write := func(n int) {
+		f, err := os.OpenFile(live, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		for range n {
+			if _, err := f.Write(append(g.Next(nil), '\n')); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	write(300)
+	store, err := loadPositions(filepath.Join(dir, "positions.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &trimSink{}
+	p, _ := testPipeline(t, sink)
+	p.store = store
+	p.signals = signals.New(prometheus.NewRegistry())
+	p.src.Path = live
+	p.src.StartAt = "beginning"
+	p.src.PollInterval = config.Duration(20 * time.Millisecond)
+	p.cfg.Batch.MaxEvents = 50
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		p.run(ctx, ctx)
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); !ok(); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not after 10 s (%d events sent, %d trims)", what, sink.n.Load(), sink.trims.Load())
+			}
+		}
+	}
+	waitFor("300 events sent", func() bool { return sink.n.Load() == 300 })
+	waitFor("the sink trimmed", func() bool { return sink.trims.Load() == 1 })
+	if b := p.batches.Get(); b.recs != nil {
+		t.Error("a batch kept from the burst is still there after the trim")
+	}
+	time.Sleep(4 * idleTrim)
+	if n := sink.trims.Load(); n != 1 {
+		t.Errorf("trimmed %d times in one idle spell, want once", n)
+	}
+	write(100)
+	waitFor("400 events sent", func() bool { return sink.n.Load() == 400 })
+	waitFor("the sink trimmed after the second burst", func() bool { return sink.trims.Load() == 2 })
 }

@@ -38,6 +38,14 @@ type Ordered interface {
 	Ordered() bool
 }
 
+// Trimmer is implemented by sinks that keep buffers for their next
+// requests. Trim lets them go; the shipper calls it once the sink has
+// been idle, with nothing in flight, for a while, so that memory taken by
+// a burst or a catch-up goes back after it. It may run while Send does.
+type Trimmer interface {
+	Trim()
+}
+
 // Starter is implemented by sinks with work to do before their first Send
 // (installing an index template). Start is called until it succeeds, with
 // the sink's backoff between attempts; the sink's batches wait meanwhile,

@@ -41,3 +41,16 @@ func (l *List[T]) Put(v T) {
 	default:
 	}
 }
+
+// Drain lets go of every kept value, for when the values will not be
+// needed for a while: a shipper idle after a burst gives their memory
+// back instead of holding the burst's buffers.
+func (l *List[T]) Drain() {
+	for {
+		select {
+		case <-l.free:
+		default:
+			return
+		}
+	}
+}

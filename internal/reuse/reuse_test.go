@@ -29,3 +29,16 @@ func TestListKeepsValuesAcrossCollections(t *testing.T) {
 		t.Errorf("the value put past the bound was kept (made %d)", made)
 	}
 }
+
+func TestListDrain(t *testing.T) {
+	made := 0
+	l := NewList(3, func() *int { made++; return new(int) })
+	a, b := l.Get(), l.Get()
+	l.Put(a)
+	l.Put(b)
+	l.Drain()
+	if v := l.Get(); v == a || v == b || made != 3 {
+		t.Errorf("after Drain the list still gave a kept value (made %d)", made)
+	}
+	l.Drain() // empty: returns at once
+}

@@ -298,6 +298,10 @@ func (s *Sink) post(ctx context.Context, payload []byte, recs []sinks.Record, do
 	return failed, nil
 }
 
+// Trim lets go of the request buffers kept for the next requests; the
+// shipper calls it when the sink has been idle for a while.
+func (s *Sink) Trim() { s.requests.Drain() }
+
 // Close releases the client's idle connections. It is called after the
 // last Send has returned.
 func (s *Sink) Close() error {

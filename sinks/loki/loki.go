@@ -95,6 +95,10 @@ func (s *Sink) Send(ctx context.Context, recs []sinks.Record) error {
 	})
 }
 
+// Trim lets go of the encoders kept for the next requests; the shipper
+// calls it when the sink has been idle for a while.
+func (s *Sink) Trim() { s.encoders.Drain() }
+
 // Close releases idle connections.
 func (s *Sink) Close() error {
 	s.client.CloseIdleConnections()
