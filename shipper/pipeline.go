@@ -57,7 +57,7 @@ type pipeline struct {
 	// collections: one per sender, the one waiting for a sender and the one
 	// being filled. Keeping more (for those acknowledged late, behind a
 	// slower request) costs more than it saves: what is kept counts as
-	// live, and the heap may grow to half as much again as what is live.
+	// live, and the heap grows past what is live by GOGC percent.
 	batches *reuse.List[*batch]
 	// arenaSize is the arena a new batch starts with; one that grew past
 	// twice that (a line longer than max_bytes) is not kept, so that
