@@ -31,6 +31,7 @@ import (
 
 type options struct {
 	size, rotate int64
+	compareSize  int64 // a second, smaller backlog run after the first
 	paths        []string
 	rate         int
 	live, warmup time.Duration
@@ -96,6 +97,7 @@ func parseFlags(args []string) (*options, error) {
 	o := &options{size: 1e9, rotate: 100 << 20}
 	fs := flag.NewFlagSet("shipbench", flag.ContinueOnError)
 	fs.Var(sizeFlag{&o.size}, "size", "bytes of audit log written before the shipper starts (the backlog runs); 0 skips them. For the 10 GB backlog case: -size 10GB")
+	fs.Var(sizeFlag{&o.compareSize}, "compare-size", "after the backlog runs, run them again on a backlog of this size, written then, and report CPU per GB, peak RSS and peak heap of -size against it (does memory grow with backlog?), e.g. -size 10GB -compare-size 1GB")
 	fs.Var(sizeFlag{&o.rotate}, "rotate", "rotate the audit log at this size, as --audit-log-maxsize does (every backup is kept)")
 	paths := fs.String("paths", "file,loki,es,all", "paths to measure, comma-separated: file, loki, es, all")
 	fs.IntVar(&o.rate, "rate", 5000, "events per second of the live runs")
@@ -126,6 +128,9 @@ func parseFlags(args []string) (*options, error) {
 	}
 	if o.rate <= 0 || o.rotate < 1<<20 || o.size < 0 {
 		return nil, fmt.Errorf("-rate must be positive, -rotate at least 1MiB, -size not negative")
+	}
+	if o.compareSize < 0 || o.compareSize > 0 && o.size == 0 {
+		return nil, fmt.Errorf("-compare-size must not be negative, and needs backlog runs (-size) to compare with")
 	}
 	if o.profile != "" && o.shipperCmd != "" {
 		return nil, fmt.Errorf("-profile needs audit-shipper's /debug/pprof; it cannot profile a -shipper-cmd (use the tool's own profiler, or perf)")
@@ -187,6 +192,11 @@ func run(ctx context.Context, o *options) (err error) {
 		if err := measureFloors(rep, files); err != nil {
 			return err
 		}
+		if o.compareSize > 0 {
+			if err := measureCompare(ctx, o, subj, rep); err != nil {
+				return err
+			}
+		}
 	}
 	if o.live > 0 {
 		for _, p := range o.paths {
@@ -210,6 +220,34 @@ func run(ctx context.Context, o *options) (err error) {
 		w = io.MultiWriter(os.Stdout, f)
 	}
 	rep.write(w)
+	return nil
+}
+
+// measureCompare runs every path again on a backlog of -compare-size,
+// written once the first one is no longer needed, in a directory of its
+// own and without profiles.
+func measureCompare(ctx context.Context, o *options, subj subject, rep *report) error {
+	if !o.keep {
+		if err := os.RemoveAll(rep.backlog.dir); err != nil {
+			return err
+		}
+	}
+	co := *o
+	co.dir, co.profile = filepath.Join(o.dir, "compare"), ""
+	progressf("writing %.0f MB of audit log to compare with", float64(o.compareSize)/mb)
+	log, err := writeBacklog(filepath.Join(co.dir, "backlog"), o.compareSize, o.rotate, o.seed)
+	if err != nil {
+		return err
+	}
+	rep.compareBacklog = log
+	for _, p := range o.paths {
+		progressf("backlog run to compare with: %s", p)
+		r, err := measureBacklog(ctx, &co, subj, p, log)
+		if err != nil {
+			return fmt.Errorf("backlog run of %s on %.0f MB: %w", p, float64(o.compareSize)/mb, err)
+		}
+		rep.compareRuns = append(rep.compareRuns, r)
+	}
 	return nil
 }
 

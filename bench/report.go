@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 )
@@ -19,6 +20,10 @@ type report struct {
 	generations           int
 	floors                map[string]floorResult
 	backlogRuns, liveRuns []result
+	// compareRuns are the backlog runs again on compareBacklog
+	// (-compare-size).
+	compareBacklog *auditLog
+	compareRuns    []result
 }
 
 const (
@@ -67,6 +72,7 @@ func (r *report) write(w io.Writer) {
 				float64(x.peakRSS)/mib, heap(x), stored(x))
 		}
 		fmt.Fprintln(w)
+		r.writeCompare(w)
 	}
 	if len(r.liveRuns) > 0 {
 		fmt.Fprintf(w, "Live runs: the shipper started on an empty log, events written at %d/s for %s (%d MiB rotation); latency from each write to the first sample (every %s) that counts it acknowledged, the first %s left out:\n\n",
@@ -86,7 +92,7 @@ func (r *report) write(w io.Writer) {
 		}
 		fmt.Fprintln(w)
 	}
-	for _, x := range append(r.backlogRuns, r.liveRuns...) {
+	for _, x := range slices.Concat(r.backlogRuns, r.compareRuns, r.liveRuns) {
 		if !x.complete {
 			fmt.Fprintf(w, "**%s: not every event was acknowledged** (the run stalled for %s); its figures are of a partial run.\n\n", x.path, o.stall)
 		}
@@ -97,6 +103,38 @@ func (r *report) write(w io.Writer) {
 			fmt.Fprintf(w, "Profiles of %s: %s (`go tool pprof -top %s/cpu-*.pprof`).\n\n", x.path, x.profiles, x.profiles)
 		}
 	}
+}
+
+// writeCompare writes the backlog runs against those on the backlog of
+// -compare-size: the same figures should not grow with the backlog.
+func (r *report) writeCompare(w io.Writer) {
+	if len(r.compareRuns) == 0 {
+		return
+	}
+	a, b := r.backlog, r.compareBacklog
+	sa, sb := fmt.Sprintf("%.0f MB", float64(a.bytes)/mb), fmt.Sprintf("%.0f MB", float64(b.bytes)/mb)
+	fmt.Fprintf(w, "The same backlog runs on %d events, %s, written and run afterwards (-compare-size), against those on %s:\n\n", b.events, sb, sa)
+	fmt.Fprintf(w, "| path | CPU s/GB, %s | CPU s/GB, %s | ratio | peak RSS MiB, %s | peak RSS MiB, %s | ratio | peak heap MiB, %s | peak heap MiB, %s | ratio |\n", sa, sb, sa, sb, sa, sb)
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	for _, x := range r.backlogRuns {
+		for _, y := range r.compareRuns {
+			if y.path != x.path {
+				continue
+			}
+			cx, cy := x.cpu.Seconds()/(float64(x.bytes)/gb), y.cpu.Seconds()/(float64(y.bytes)/gb)
+			fmt.Fprintf(w, "| %s | %.2f | %.2f | %.2f | %.1f | %.1f | %.2f | %s | %s | %s |\n", x.path, cx, cy, cx/cy,
+				float64(x.peakRSS)/mib, float64(y.peakRSS)/mib, float64(x.peakRSS)/float64(y.peakRSS),
+				heap(x), heap(y), ratio(x.peakHeap, y.peakHeap))
+		}
+	}
+	fmt.Fprintln(w)
+}
+
+func ratio(a, b int64) string {
+	if a == 0 || b == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f", float64(a)/float64(b))
 }
 
 func floorName(k string) string {
