@@ -20,8 +20,8 @@ import (
 // if events carry nonsense in them; the cache is then simply rebuilt.
 const maxLabelSets = 4096
 
-// maxKeptBuffer is the largest scratch buffer an encoder keeps for the next
-// batch; a batch of unusually long lines does not pin its memory forever.
+// maxKeptBuffer is the largest buffer an encoder keeps for the next batch;
+// a batch of unusually long lines does not pin its memory for good.
 const maxKeptBuffer = 16 << 20
 
 // labelSet is one stream's labels, rendered once for protobuf and kept as
