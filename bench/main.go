@@ -254,8 +254,8 @@ func measureCompare(ctx context.Context, o *options, subj subject, rep *report) 
 // measureFloors runs the floor of every path measured over files and
 // keeps the best (least CPU) result of each kind in rep.
 func measureFloors(rep *report, files []string) error {
-	for _, kind := range []string{floorCat, floorSnappy, floorGzip, floorBoth} {
-		if !slices.ContainsFunc(rep.opts.paths, func(p string) bool { return floorOf[p] == kind }) {
+	for _, kind := range floorKinds {
+		if !slices.ContainsFunc(rep.opts.paths, func(p string) bool { return floorOf[p] == kind || parseFloorOf[p] == kind }) {
 			continue
 		}
 		progressf("floor: %s", kind)
