@@ -181,7 +181,6 @@ func TestVictoriaLogsObjectBodies(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a measurement, not needed for -short")
 	}
-	vl := vlogs.Start(t, vlogsArgs...)
 	for _, c := range []struct {
 		name string
 		recs []sinks.Record
@@ -190,13 +189,16 @@ func TestVictoriaLogsObjectBodies(t *testing.T) {
 		{"diverse", diverseRecords(t, 2_000)},
 	} {
 		for _, bodies := range []string{BodyObject, BodyString} {
+			// A server of its own: a drop warning is logged for the whole
+			// server, and one about the object encoding's rows can come
+			// after the next case has begun.
+			vl := vlogs.Start(t, vlogsArgs...)
 			cluster := c.name + "-" + bodies
 			s, _ := newSink(t, vlogsKeys(vl, cluster, "body_encoding: "+bodies))
-			before := len(serverDropped(vl))
 			sendAll(t, s, c.recs)
 			vl.Flush(t)
 			got := vl.Count(t, "cluster:="+cluster)
-			dropped := len(serverDropped(vl)) - before
+			dropped := len(serverDropped(vl))
 			t.Logf("%s events, body_encoding %s: %d of %d stored (%.1f%% lost), %d drop warnings in the server log",
 				c.name, bodies, got, len(c.recs), 100*float64(len(c.recs)-got)/float64(len(c.recs)), dropped)
 			switch {
