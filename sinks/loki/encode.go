@@ -52,7 +52,7 @@ type encoder struct {
 	meta   []label
 
 	proto  []byte
-	sizes  []int  // the entries' sizes in proto, for appendPushRequest
+	sizes  []int  // the streams' and entries' lengths in proto (pushSizes)
 	snappy []byte // proto compressed
 	// jsonSize is the size of the last JSON body, to size the next one.
 	jsonSize int
@@ -240,8 +240,10 @@ func (e *encoder) labelSet() *labelSet {
 // the compressed request, instead of the whole request and snappy's worst
 // case for it.
 func (e *encoder) protobuf() []byte {
-	e.snappy = binary.AppendUvarint(e.snappy[:0], uint64(pushRequestSize(e.streams)))
-	e.proto, e.sizes = appendPushRequest(e.proto[:0], e.streams, e.sizes, e.drain)
+	var total int
+	total, e.sizes = pushSizes(e.streams, e.sizes)
+	e.snappy = binary.AppendUvarint(e.snappy[:0], uint64(total))
+	e.proto = appendPushRequest(e.proto[:0], e.streams, e.sizes, e.drain)
 	if len(e.proto) > 0 {
 		e.snappy = appendSnappy(e.snappy, e.proto)
 	}

@@ -37,35 +37,52 @@ type stream struct {
 	entries []entry
 }
 
-// appendPushRequest appends the PushRequest of streams to b. sizes is
-// scratch space for the entries' sizes, returned for the next call: each
-// is computed once, for its stream's length and then its own. After each
-// entry, drain (when not nil) takes b and returns the buffer to go on
-// with: the snappy encoder compresses and drops what is there, so the
-// whole request is never held.
-func appendPushRequest(b []byte, streams []stream, sizes []int, drain func([]byte) []byte) ([]byte, []int) {
+// pushSizes returns the length of the PushRequest of streams, and, in
+// sizes (scratch space, returned for the next call), each stream's length
+// followed by its entries' lengths: appendPushRequest writes them, so
+// each is computed once.
+func pushSizes(streams []stream, sizes []int) (int, []int) {
+	sizes = sizes[:0]
+	total := 0
 	for i := range streams {
 		s := &streams[i]
-		sizes = sizes[:0]
+		at := len(sizes)
+		sizes = append(sizes, 0)
 		n := stringSize(s.labels)
 		for j := range s.entries {
 			m := entrySize(&s.entries[j])
 			sizes = append(sizes, m)
 			n += nested(m)
 		}
+		sizes[at] = n
+		total += nested(n)
+	}
+	return total, sizes
+}
+
+// appendPushRequest appends the PushRequest of streams to b, with the
+// lengths pushSizes gave for them. After each entry, drain (when not nil)
+// takes b and returns the buffer to go on with: the snappy encoder
+// compresses and drops what is there, so the whole request is never held.
+func appendPushRequest(b []byte, streams []stream, sizes []int, drain func([]byte) []byte) []byte {
+	k := 0
+	for i := range streams {
+		s := &streams[i]
 		b = protowire.AppendTag(b, 1, protowire.BytesType)
-		b = protowire.AppendVarint(b, uint64(n))
+		b = protowire.AppendVarint(b, uint64(sizes[k]))
+		k++
 		b = appendString(b, 1, s.labels)
 		for j := range s.entries {
 			b = protowire.AppendTag(b, 2, protowire.BytesType)
-			b = protowire.AppendVarint(b, uint64(sizes[j]))
+			b = protowire.AppendVarint(b, uint64(sizes[k]))
+			k++
 			b = appendEntry(b, &s.entries[j])
 			if drain != nil {
 				b = drain(b)
 			}
 		}
 	}
-	return b, sizes
+	return b
 }
 
 func appendEntry(b []byte, e *entry) []byte {
@@ -91,20 +108,6 @@ func appendEntry(b []byte, e *entry) []byte {
 		b = appendString(b, 2, m.value)
 	}
 	return b
-}
-
-// pushRequestSize is the length of appendPushRequest's output.
-func pushRequestSize(streams []stream) int {
-	n := 0
-	for i := range streams {
-		s := &streams[i]
-		m := stringSize(s.labels)
-		for j := range s.entries {
-			m += nested(entrySize(&s.entries[j]))
-		}
-		n += nested(m)
-	}
-	return n
 }
 
 func entrySize(e *entry) int {

@@ -39,9 +39,10 @@ func TestWireMatchesPushPackage(t *testing.T) {
 	}
 	for name, streams := range cases {
 		t.Run(name, func(t *testing.T) {
-			got, _ := appendPushRequest(nil, streams, nil, nil)
-			if len(got) != pushRequestSize(streams) {
-				t.Errorf("pushRequestSize = %d, the encoding is %d bytes", pushRequestSize(streams), len(got))
+			total, sizes := pushSizes(streams, nil)
+			got := appendPushRequest(nil, streams, sizes, nil)
+			if len(got) != total {
+				t.Errorf("pushSizes gives %d bytes, the encoding is %d", total, len(got))
 			}
 			want, err := toPush(streams).Marshal()
 			if err != nil {
@@ -105,7 +106,8 @@ func TestSnappyInPieces(t *testing.T) {
 		for i := range recs {
 			e.add(&recs[i])
 		}
-		want, _ := appendPushRequest(nil, e.streams, nil, nil)
+		_, sizes := pushSizes(e.streams, nil)
+		want := appendPushRequest(nil, e.streams, sizes, nil)
 		body := e.protobuf()
 		e.reset()
 		got, err := snappy.Decode(nil, body)
