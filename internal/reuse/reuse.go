@@ -5,9 +5,10 @@
 // with a small heap collects several times a second: its pooled batches
 // and encoders were allocated again after almost every cycle, a megabyte
 // or more each, which is most of what it allocated and what set its peak
-// heap. A List keeps what is put in it until it is taken, up to the
-// number of requests that can be in flight at once, which is all that
-// can ever be in use.
+// heap. A List keeps what is put in it until it is taken or drained, up
+// to a bound its owner sets from the requests that can be in flight:
+// what it keeps counts as live heap, so it keeps no more than is
+// usually in use at once.
 package reuse
 
 // List is a free list of at most a fixed number of values: a bounded
